@@ -1,0 +1,108 @@
+"""The schedule: which workflows are due, who holds them, and waking dispatchers.
+
+``sched`` scores every live workflow with the time a worker should next look at it: now for
+runnable work, a retry's due time, the deadline of a paused saga, or the lease expiry while a worker
+holds it. A worker that dies simply stops renewing, and the workflow becomes due again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import redis
+
+from engine.persistence import scripts
+from engine.persistence.codec import decode_instance
+from engine.persistence.keys import Keys
+from engine.persistence.workflow_repository import FLAG_TTL_MS, StoredWorkflow
+from engine.settings import EngineSettings
+
+
+@dataclass(frozen=True)
+class Claim:
+    ids: list[str]
+    more: bool
+    next_due_ms: int | None
+
+
+class Dispatch:
+    def __init__(self, client: redis.Redis, settings: EngineSettings):
+        self.r = client
+        self.settings = settings
+        self.keys = Keys(settings.key_prefix)
+        self._claim = client.register_script(scripts.CLAIM)
+        self._acquire = client.register_script(scripts.ACQUIRE)
+        self._renew = client.register_script(scripts.RENEW)
+        self._release = client.register_script(scripts.RELEASE)
+        self._exit = client.register_script(scripts.EXIT)
+        self._tick = client.register_script(scripts.TICK)
+
+    def claim(self, dispatcher: str, now_ms: int, lease_until_ms: int, limit: int, idle_until_ms: int) -> Claim:
+        res = self._claim(
+            keys=[self.keys.sched, self.keys.idle],
+            args=[now_ms, lease_until_ms, limit, dispatcher, idle_until_ms],
+        )
+        n = int(res[0])
+        if n == 0:
+            nxt = res[1]
+            return Claim([], False, int(float(nxt)) if nxt not in (None, "") else None)
+        return Claim(list(res[2:]), bool(int(res[1])), None)
+
+    def acquire(self, ids: Sequence[str], owner: str, lease_until_ms: int) -> dict[str, StoredWorkflow]:
+        """Take the lease of claimed workflows (one pipelined round trip); bumps each fence."""
+        pipe = self.r.pipeline(transaction=False)
+        for wid in ids:
+            self._acquire(keys=[self.keys.state(wid), self.keys.sched], args=[wid, owner, lease_until_ms], client=pipe)
+        out = {}
+        for wid, res in zip(ids, pipe.execute(), strict=True):
+            if int(res[0]) == 0:
+                continue
+            out[wid] = StoredWorkflow(decode_instance(res[2]), int(res[1]), int(res[0]), owner, lease_until_ms)
+        return out
+
+    def renew(self, leases: dict[str, int], lease_until_ms: int) -> set[str]:
+        """Extend held leases; returns the ids whose lease is gone (fenced out or released)."""
+        if not leases:
+            return set()
+        pipe = self.r.pipeline(transaction=False)
+        ids = list(leases)
+        for wid in ids:
+            self._renew(
+                keys=[self.keys.state(wid), self.keys.sched], args=[wid, leases[wid], lease_until_ms], client=pipe
+            )
+        return {wid for wid, ok in zip(ids, pipe.execute(), strict=True) if not int(ok)}
+
+    def release(self, wid: str, fence: int, at_ms: int) -> bool:
+        return bool(int(self._release(keys=[self.keys.state(wid), self.keys.sched], args=[wid, fence, at_ms])))
+
+    def may_exit(self, dispatcher: str, now_ms: int) -> bool:
+        """Atomically deregister an idle dispatcher unless work or a wake token arrived."""
+        res = self._exit(keys=[self.keys.idle, self.keys.wake, self.keys.sched], args=[dispatcher, now_ms])
+        return not int(res)
+
+    def wait_for_wake(self, timeout_s: float) -> bool:
+        if timeout_s <= 0:
+            return False
+        # BLPOP takes whole or fractional seconds; keep it above 1 ms.
+        return self.r.blpop([self.keys.wake], timeout=max(timeout_s, 0.001)) is not None
+
+    def tick(self, now_ms: int) -> bool:
+        """Safety net: True when a dispatch job should be enqueued (work due, nobody idle, none queued)."""
+        res = self._tick(
+            keys=[self.keys.sched, self.keys.idle, self.keys.wake, self.keys.queued], args=[now_ms, FLAG_TTL_MS]
+        )
+        return bool(int(res))
+
+    def clear_queued_flag(self) -> None:
+        self.r.delete(self.keys.queued)
+
+    def request_dispatch_flag(self) -> bool:
+        """True if the caller should enqueue a dispatch job (none queued yet)."""
+        return bool(self.r.set(self.keys.queued, "1", nx=True, px=FLAG_TTL_MS))
+
+    def due_count(self, now_ms: int) -> int:
+        return int(self.r.zcount(self.keys.sched, "-inf", now_ms))
+
+    def scheduled_count(self) -> int:
+        return int(self.r.zcard(self.keys.sched))

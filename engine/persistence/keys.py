@@ -1,0 +1,103 @@
+"""Every Redis key the engine uses, built in one place.
+
+Keys of one workflow share the hash tag ``{wf:<id>}`` so they live in one Cluster slot. The type of
+each key is noted beside its builder.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Keys:
+    prefix: str = "wes"
+
+    # --- one workflow
+    def state(self, wid: str) -> str:  # HASH v, fence, snap, status, type, created, updated, owner, lease_until
+        return f"{self.prefix}:{{wf:{wid}}}:state"
+
+    def events(self, wid: str) -> str:  # STREAM the workflow's domain events (v, t, d)
+        return f"{self.prefix}:{{wf:{wid}}}:events"
+
+    # --- global
+    @property
+    def feed(self) -> str:  # STREAM every workflow's events (wf, v, t, d), capped
+        return f"{self.prefix}:feed"
+
+    @property
+    def sched(self) -> str:  # ZSET workflow id -> epoch ms when a worker should next look at it
+        return f"{self.prefix}:sched"
+
+    def by_status(self, status: str) -> str:  # ZSET workflow id -> created ms
+        return f"{self.prefix}:idx:status:{status}"
+
+    @property
+    def all_workflows(self) -> str:  # ZSET workflow id -> created ms
+        return f"{self.prefix}:idx:all"
+
+    def by_definition(self, name: str) -> str:  # ZSET workflow id -> created ms
+        return f"{self.prefix}:idx:def:{name}"
+
+    def by_correlation(self, correlation_id: str) -> str:  # ZSET workflow id -> created ms
+        return f"{self.prefix}:idx:corr:{correlation_id}"
+
+    @property
+    def attention(self) -> str:  # ZSET workflow id -> ms when it started needing an operator
+        return f"{self.prefix}:idx:attention"
+
+    def idempotency(self, key: str) -> str:  # STRING start idempotency key -> workflow id (TTL)
+        return f"{self.prefix}:idem:{key}"
+
+    def lock(self, resource: str) -> str:  # STRING semantic lock of a STRICT saga -> workflow id
+        return f"{self.prefix}:lock:{resource}"
+
+    # --- dispatch
+    @property
+    def idle(self) -> str:  # ZSET dispatcher id -> ms until which it waits on the wake list
+        return f"{self.prefix}:dispatch:idle"
+
+    @property
+    def wake(self) -> str:  # LIST wake tokens for idle dispatchers
+        return f"{self.prefix}:dispatch:wake"
+
+    @property
+    def queued(self) -> str:  # STRING set while a dispatch job is queued but not started (PX)
+        return f"{self.prefix}:dispatch:queued"
+
+    @property
+    def workers(self) -> str:  # ZSET worker name -> ms of its last heartbeat
+        return f"{self.prefix}:workers"
+
+    # --- definitions
+    @property
+    def definitions(self) -> str:  # HASH "name:version" -> definition JSON
+        return f"{self.prefix}:defs"
+
+    def definition_versions(self, name: str) -> str:  # ZSET version -> version
+        return f"{self.prefix}:defs:versions:{name}"
+
+    @property
+    def definition_hashes(self) -> str:  # HASH "name:version" -> content hash
+        return f"{self.prefix}:defs:hash"
+
+    @property
+    def active_definitions(self) -> str:  # SET "name:version" of active versions
+        return f"{self.prefix}:defs:active"
+
+    # --- triggers
+    def cron_last(self, definition_id: str) -> str:  # STRING epoch of the last cron fire handled
+        return f"{self.prefix}:trigger:cron:{definition_id}"
+
+    # --- stats
+    def stats(self, bucket_start: int) -> str:  # HASH metric|bucket -> count, per interval (TTL)
+        return f"{self.prefix}:stats:{bucket_start}"
+
+    @property
+    def stats_index(self) -> str:  # ZSET interval start -> interval start
+        return f"{self.prefix}:stats:index"
+
+    @property
+    def queue_name(self) -> str:
+        """The RQ queue that carries dispatch jobs (RQ adds its own ``rq:`` keys)."""
+        return self.prefix

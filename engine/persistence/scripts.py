@@ -1,0 +1,228 @@
+"""Lua scripts: every multi-key state change is one atomic script.
+
+Each script validates everything before its first write, because Redis does not roll back a script
+that fails half way. All keys come in through KEYS.
+"""
+
+from __future__ import annotations
+
+# Shared by scripts that make work runnable: wake an idle dispatcher if one is waiting, otherwise
+# ask the caller to enqueue a dispatch job unless one is already queued.
+_WAKE = """
+local function wake(idle_key, wake_key, flag_key, now_ms, flag_ttl)
+  if redis.call('ZCOUNT', idle_key, now_ms, '+inf') > 0 then
+    redis.call('LPUSH', wake_key, '1')
+    redis.call('LTRIM', wake_key, 0, 63)
+    return 0
+  end
+  if redis.call('SET', flag_key, '1', 'NX', 'PX', flag_ttl) then
+    return 1
+  end
+  return 0
+end
+"""
+
+CREATE = (
+    _WAKE
+    + """
+-- KEYS: 1 state, 2 events, 3 feed, 4 sched, 5 idx status, 6 idx all, 7 idx def, 8 idx corr,
+--       9 idempotency key, 10 idle, 11 wake, 12 queued flag
+-- ARGV: 1 wid, 2 snapshot, 3 event json, 4 event type, 5 created ms, 6 now ms, 7 feed maxlen,
+--       8 use idempotency (0/1), 9 idempotency ttl s, 10 workflow type, 11 correlation id,
+--       12 flag ttl ms, 13 version, 14 schedule (0/1)
+-- Returns {1, wid, enqueue} created; {0, existing wid, 0} idempotent repeat; {-1, wid, 0} id taken
+if ARGV[8] == '1' then
+  local existing = redis.call('GET', KEYS[9])
+  if existing then return {0, existing, 0} end
+end
+if redis.call('EXISTS', KEYS[1]) == 1 then return {-1, ARGV[1], 0} end
+redis.call('HSET', KEYS[1], 'v', ARGV[13], 'fence', 0, 'snap', ARGV[2], 'status', 'CREATED',
+  'type', ARGV[10], 'created', ARGV[5], 'updated', ARGV[6], 'corr', ARGV[11], 'lease_until', 0)
+redis.call('XADD', KEYS[2], '*', 'v', ARGV[13], 't', ARGV[4], 'd', ARGV[3])
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[7], '*', 'wf', ARGV[1], 'v', ARGV[13], 't', ARGV[4], 'd', ARGV[3])
+redis.call('ZADD', KEYS[5], ARGV[5], ARGV[1])
+redis.call('ZADD', KEYS[6], ARGV[5], ARGV[1])
+redis.call('ZADD', KEYS[7], ARGV[5], ARGV[1])
+redis.call('ZADD', KEYS[8], ARGV[5], ARGV[1])
+if ARGV[8] == '1' then
+  redis.call('SET', KEYS[9], ARGV[1], 'EX', ARGV[9])
+end
+local enqueue = 0
+if ARGV[14] == '1' then
+  redis.call('ZADD', KEYS[4], ARGV[6], ARGV[1])
+  enqueue = wake(KEYS[10], KEYS[11], KEYS[12], ARGV[6], ARGV[12])
+end
+return {1, ARGV[1], enqueue}
+"""
+)
+
+COMMIT = (
+    _WAKE
+    + """
+-- KEYS: 1 state, 2 events, 3 feed, 4 sched, 5 idx old status, 6 idx new status, 7 idx attention,
+--       8 idle, 9 wake, 10 queued flag, 11.. semantic lock keys
+-- ARGV: 1 wid, 2 mode ('run' | 'ctl'), 3 fence, 4 expected version, 5 snapshot, 6 new status,
+--       7 old status, 8 sched op ('keep' | 'set' | 'del' | 'wake'), 9 sched score ms, 10 now ms,
+--       11 feed maxlen, 12 created ms, 13 attention ('1' | '0' | ''), 14 lock op ('none' |
+--       'acquire' | 'release'), 15 flag ttl ms, 16 event count, then (type, json) per event
+-- Returns {1, enqueue} | {-1, stored version} conflict | {-2, stored fence} lease lost |
+--         {-3} unknown workflow | {-4, holder, lock key} lock busy
+local st = redis.call('HMGET', KEYS[1], 'v', 'fence', 'lease_until')
+if not st[1] then return {-3} end
+if ARGV[2] == 'run' and st[2] ~= ARGV[3] then return {-2, st[2]} end
+if tonumber(st[1]) ~= tonumber(ARGV[4]) then return {-1, st[1]} end
+if ARGV[14] == 'acquire' then
+  for i = 11, #KEYS do
+    local holder = redis.call('GET', KEYS[i])
+    if holder and holder ~= ARGV[1] then return {-4, holder, KEYS[i]} end
+  end
+  for i = 11, #KEYS do redis.call('SET', KEYS[i], ARGV[1]) end
+elseif ARGV[14] == 'release' then
+  for i = 11, #KEYS do
+    if redis.call('GET', KEYS[i]) == ARGV[1] then redis.call('DEL', KEYS[i]) end
+  end
+end
+local n = tonumber(ARGV[16])
+local v = tonumber(ARGV[4])
+redis.call('HSET', KEYS[1], 'v', v + n, 'snap', ARGV[5], 'status', ARGV[6], 'updated', ARGV[10])
+for i = 1, n do
+  local t = ARGV[15 + 2 * i]
+  local d = ARGV[16 + 2 * i]
+  redis.call('XADD', KEYS[2], '*', 'v', v + i, 't', t, 'd', d)
+  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[11], '*', 'wf', ARGV[1], 'v', v + i, 't', t, 'd', d)
+end
+if ARGV[6] ~= ARGV[7] then
+  redis.call('ZREM', KEYS[5], ARGV[1])
+  redis.call('ZADD', KEYS[6], ARGV[12], ARGV[1])
+end
+if ARGV[13] == '1' then
+  redis.call('ZADD', KEYS[7], 'NX', ARGV[10], ARGV[1])
+elseif ARGV[13] == '0' then
+  redis.call('ZREM', KEYS[7], ARGV[1])
+end
+local enqueue = 0
+local op = ARGV[8]
+if op == 'set' then
+  redis.call('ZADD', KEYS[4], ARGV[9], ARGV[1])
+  if ARGV[2] == 'run' then redis.call('HSET', KEYS[1], 'lease_until', 0) end
+elseif op == 'del' then
+  redis.call('ZREM', KEYS[4], ARGV[1])
+  redis.call('HSET', KEYS[1], 'lease_until', 0)
+elseif op == 'wake' then
+  if tonumber(st[3] or '0') <= tonumber(ARGV[10]) then
+    redis.call('ZADD', KEYS[4], ARGV[10], ARGV[1])
+    enqueue = wake(KEYS[8], KEYS[9], KEYS[10], ARGV[10], ARGV[15])
+  end
+end
+return {1, enqueue}
+"""
+)
+
+CLAIM = """
+-- KEYS: 1 sched, 2 idle
+-- ARGV: 1 now ms, 2 lease until ms, 3 max count, 4 dispatcher id, 5 idle until ms
+-- Returns {n, more, id...}; with n = 0: {0, next due ms or ''} after registering as idle
+redis.call('ZREM', KEYS[2], ARGV[4])
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
+if #ids == 0 then
+  if tonumber(ARGV[5]) > 0 then redis.call('ZADD', KEYS[2], ARGV[5], ARGV[4]) end
+  local nxt = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+  return {0, nxt[2] or ''}
+end
+for i = 1, #ids do redis.call('ZADD', KEYS[1], 'XX', ARGV[2], ids[i]) end
+local more = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, 1)
+local out = {#ids, #more}
+for i = 1, #ids do out[#out + 1] = ids[i] end
+return out
+"""
+
+ACQUIRE = """
+-- KEYS: 1 state, 2 sched
+-- ARGV: 1 wid, 2 owner, 3 lease until ms
+-- Returns {fence, version, snapshot} or {0} when the workflow no longer exists
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  redis.call('ZREM', KEYS[2], ARGV[1])
+  return {0}
+end
+local fence = redis.call('HINCRBY', KEYS[1], 'fence', 1)
+redis.call('HSET', KEYS[1], 'owner', ARGV[2], 'lease_until', ARGV[3])
+local st = redis.call('HMGET', KEYS[1], 'v', 'snap')
+return {fence, st[1], st[2]}
+"""
+
+RENEW = """
+-- KEYS: 1 state, 2 sched
+-- ARGV: 1 wid, 2 fence, 3 lease until ms
+-- Extends a held lease; a released (lease_until 0) or fenced-out lease is left alone.
+local st = redis.call('HMGET', KEYS[1], 'fence', 'lease_until')
+if st[1] ~= ARGV[2] or tonumber(st[2] or '0') == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'lease_until', ARGV[3])
+redis.call('ZADD', KEYS[2], 'XX', ARGV[3], ARGV[1])
+return 1
+"""
+
+RELEASE = """
+-- KEYS: 1 state, 2 sched
+-- ARGV: 1 wid, 2 fence, 3 next look ms
+-- Hands back a workflow this worker claimed but will not run (shutdown): runnable again at once.
+local st = redis.call('HGET', KEYS[1], 'fence')
+if st ~= ARGV[2] then return 0 end
+redis.call('HSET', KEYS[1], 'lease_until', 0)
+redis.call('ZADD', KEYS[2], 'XX', ARGV[3], ARGV[1])
+return 1
+"""
+
+EXIT = """
+-- KEYS: 1 idle, 2 wake, 3 sched
+-- ARGV: 1 dispatcher id, 2 now ms
+-- A dispatcher may stop only if no wake token is waiting and nothing is due; atomic with CREATE's
+-- check of idle dispatchers, so no start is left without a dispatcher.
+redis.call('ZREM', KEYS[1], ARGV[1])
+if redis.call('LLEN', KEYS[2]) > 0 then return 1 end
+if #redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', ARGV[2], 'LIMIT', 0, 1) > 0 then return 1 end
+return 0
+"""
+
+TICK = (
+    _WAKE
+    + """
+-- KEYS: 1 sched, 2 idle, 3 wake, 4 queued flag
+-- ARGV: 1 now ms, 2 flag ttl ms
+-- Safety net: if work is due, wake a dispatcher or ask for a dispatch job.
+if #redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, 1) == 0 then return 0 end
+return wake(KEYS[2], KEYS[3], KEYS[4], ARGV[1], ARGV[2])
+"""
+)
+
+SAVE_DEFINITION = """
+-- KEYS: 1 definitions hash, 2 versions zset of the name, 3 active set, 4 content hashes hash
+-- ARGV: 1 name, 2 requested version (0 = next), 3 definition json with the version as "__V__",
+--       4 content hash, 5 active (0/1)
+-- Returns {version, 1} created | {version, 0} same content already stored |
+--         {-1, version} that version exists with other content
+local requested = tonumber(ARGV[2])
+if requested == 0 then
+  local latest = redis.call('ZREVRANGE', KEYS[2], 0, 0)
+  if #latest > 0 then
+    if redis.call('HGET', KEYS[4], ARGV[1] .. ':' .. latest[1]) == ARGV[4] then
+      return {tonumber(latest[1]), 0}
+    end
+    requested = tonumber(latest[1]) + 1
+  else
+    requested = 1
+  end
+else
+  local stored = redis.call('HGET', KEYS[4], ARGV[1] .. ':' .. requested)
+  if stored then
+    if stored == ARGV[4] then return {requested, 0} end
+    return {-1, requested}
+  end
+end
+local id = ARGV[1] .. ':' .. requested
+local json = string.gsub(ARGV[3], '"__V__"', tostring(requested))
+redis.call('HSET', KEYS[1], id, json)
+redis.call('HSET', KEYS[4], id, ARGV[4])
+redis.call('ZADD', KEYS[2], requested, requested)
+if ARGV[5] == '1' then redis.call('SADD', KEYS[3], id) end
+return {requested, 1}
+"""

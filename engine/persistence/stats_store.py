@@ -1,0 +1,58 @@
+"""Per-interval rollups of worker stats in Redis, with bounded retention."""
+
+from __future__ import annotations
+
+import redis
+
+from engine.persistence.keys import Keys
+from engine.stats import LogHistogram
+
+INTERVAL_S = 10
+RETENTION_S = 2 * 24 * 3600
+
+
+class StatsStore:
+    def __init__(self, client: redis.Redis, prefix: str):
+        self.r = client
+        self.keys = Keys(prefix)
+
+    def flush(self, now_s: float, hist: dict[str, LogHistogram], counters: dict[str, int]) -> None:
+        if not hist and not counters:
+            return
+        start = int(now_s) // INTERVAL_S * INTERVAL_S
+        key = self.keys.stats(start)
+        pipe = self.r.pipeline(transaction=False)
+        for metric, h in hist.items():
+            for b, n in h.buckets.items():
+                pipe.hincrby(key, f"h|{metric}|{b}", n)
+            pipe.hincrbyfloat(key, f"s|{metric}", h.total)
+        for name, n in counters.items():
+            pipe.hincrby(key, f"c|{name}", n)
+        pipe.expire(key, RETENTION_S)
+        pipe.zadd(self.keys.stats_index, {str(start): start})
+        pipe.zremrangebyscore(self.keys.stats_index, "-inf", start - RETENTION_S)
+        pipe.execute()
+
+    def read(self, since_s: float, until_s: float | None = None) -> tuple[dict[str, LogHistogram], dict[str, int]]:
+        """Merged histograms and counters of every interval starting in [since - interval, until]."""
+        starts = self.r.zrangebyscore(
+            self.keys.stats_index, int(since_s) // INTERVAL_S * INTERVAL_S, "+inf" if until_s is None else until_s
+        )
+        pipe = self.r.pipeline(transaction=False)
+        for s in starts:
+            pipe.hgetall(self.keys.stats(int(s)))
+        hist: dict[str, dict[int, int]] = {}
+        totals: dict[str, float] = {}
+        counters: dict[str, int] = {}
+        for row in pipe.execute():
+            for field, value in row.items():
+                kind, _, rest = field.partition("|")
+                if kind == "h":
+                    metric, _, b = rest.rpartition("|")
+                    hist.setdefault(metric, {})
+                    hist[metric][int(b)] = hist[metric].get(int(b), 0) + int(value)
+                elif kind == "s":
+                    totals[rest] = totals.get(rest, 0.0) + float(value)
+                elif kind == "c":
+                    counters[rest] = counters.get(rest, 0) + int(value)
+        return {m: LogHistogram.from_counts(c, totals.get(m, 0.0)) for m, c in hist.items()}, counters

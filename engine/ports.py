@@ -1,0 +1,60 @@
+"""The seams between saga logic and the outside world."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Protocol
+
+from engine.domain.policies import ActionRef
+
+
+@dataclass(frozen=True)
+class StepContext:
+    """What a step handler (or a service call) receives."""
+
+    workflow_id: str
+    workflow_type: str
+    step_id: str
+    attempt: int
+    idempotency_key: str
+    correlation_id: str
+    input: dict[str, Any]
+    phase: str = "forward"
+    """"forward" for the action, "compensation" for an undo or alternative."""
+    output: Any = None
+    """In compensation: the output the forward step recorded (None if it never completed)."""
+    headers: dict[str, str] = field(default_factory=dict)
+    tracing: dict[str, Any] = field(default_factory=dict)
+    deadline: float | None = None
+    consistency: str = "AT_LEAST_ONCE"
+
+
+@dataclass(frozen=True)
+class StepResult:
+    output: Any = None
+
+
+@dataclass(frozen=True)
+class CompensationResult:
+    output: Any = None
+
+
+class HealthStatus(StrEnum):
+    HEALTHY = "HEALTHY"
+    UNHEALTHY = "UNHEALTHY"
+    UNKNOWN = "UNKNOWN"
+
+
+class ServiceIntegrationPort(Protocol):
+    """The seed's port: every step action and compensation goes through it."""
+
+    def execute_step(self, endpoint: ActionRef, ctx: StepContext) -> StepResult: ...
+
+    def compensate_step(self, endpoint: ActionRef, ctx: StepContext) -> CompensationResult: ...
+
+    def check_health(self, endpoint: ActionRef) -> HealthStatus: ...
+
+    def problems(self, endpoint: ActionRef) -> list[str]:
+        """Why this endpoint cannot be called (unknown handler, unconfigured service); empty if fine."""
+        ...

@@ -1,0 +1,1 @@
+"""Saga orchestration: acts on the domain's decisions through ports."""

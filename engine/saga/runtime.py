@@ -1,0 +1,243 @@
+"""Everything a worker process holds: clients, repositories, the saga service, background threads,
+and the dispatch loop that RQ dispatch jobs run.
+
+Dispatch amortises RQ's per-job cost: one RQ job claims due sagas in batches and keeps going while
+work arrives (lingering idle on a wake list), so the hot path is one Lua round trip per step.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+
+from engine.errors import ConsistencyUnavailable, EngineError, LeaseLost
+from engine.integration.python_handlers import HandlerResolver, PythonHandlerPort
+from engine.persistence.connection import connect, server_version
+from engine.persistence.definition_repository import DefinitionRepository
+from engine.persistence.dispatch import Dispatch
+from engine.persistence.stats_store import StatsStore
+from engine.persistence.workflow_repository import WorkflowRepository
+from engine.saga.executor import StepExecutor
+from engine.saga.queueing import dispatch_queue, enqueue_dispatch
+from engine.saga.service import LeaseBook, SagaCoordinatorService
+from engine.settings import EngineSettings
+from engine.stats import StatsRecorder
+
+log = logging.getLogger(__name__)
+
+_current: Runtime | None = None
+_current_lock = threading.Lock()
+
+
+def current_runtime() -> Runtime:
+    """The process's runtime; created from the environment if a plain RQ worker runs the job."""
+    global _current
+    with _current_lock:
+        if _current is None:
+            _current = Runtime(EngineSettings())
+            _current.start_background()
+        return _current
+
+
+def install_runtime(runtime: Runtime) -> None:
+    global _current
+    with _current_lock:
+        _current = runtime
+
+
+def ms() -> int:
+    return int(time.time() * 1000)
+
+
+class Runtime:
+    def __init__(self, settings: EngineSettings, name: str | None = None):
+        self.settings = settings
+        self.name = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.client = connect(settings)
+        self.rq_client = connect(settings, decode=False)
+        self.repo = WorkflowRepository(self.client, settings)
+        self.definitions = DefinitionRepository(self.client, settings)
+        self.dispatch = Dispatch(self.client, settings)
+        self.resolver = HandlerResolver()
+        self.port = PythonHandlerPort(self.resolver)
+        self.stats = StatsRecorder()
+        self.stats_store = StatsStore(self.client, settings.key_prefix)
+        self.leases = LeaseBook()
+        self.queue = dispatch_queue(self.rq_client, settings.key_prefix)
+        self.stop_event = threading.Event()
+        """Background threads stop; set at process shutdown."""
+        self.draining = threading.Event()
+        """No new work is taken; the step in flight finishes and its saga is handed back."""
+        self._threads: list[threading.Thread] = []
+        self.service = SagaCoordinatorService(
+            self.repo,
+            self.definitions,
+            self.port,
+            executor=StepExecutor(),
+            stats=self.stats,
+            leases=self.leases,
+            request_dispatch=self.request_dispatch,
+            fsync=make_fsync(self.client),
+            resolve_custom=self.resolver.resolve,
+            stopping=self.draining.is_set,
+            lock_retry_seconds=settings.lock_retry_seconds,
+        )
+
+    # ------------------------------------------------------------------ dispatch
+    def request_dispatch(self) -> None:
+        enqueue_dispatch(self.queue)
+
+    def run_dispatch(self) -> int:
+        s = self.settings
+        d = self.dispatch
+        d.clear_queued_flag()  # let the next start or recruit queue another job for another worker
+        me = f"{self.name}:{uuid.uuid4().hex[:6]}"
+        started = time.monotonic()
+        linger_until = started + s.linger_seconds
+        lease_ms = int(s.lease_seconds * 1000)
+        advanced = 0
+        while not self.draining.is_set():
+            now = ms()
+            claim = d.claim(me, now, now + lease_ms, s.claim_batch, now + 1500)
+            if claim.ids:
+                if claim.more and d.request_dispatch_flag():
+                    self.request_dispatch()  # recruit another idle worker
+                advanced += self._advance_batch(claim.ids, now + lease_ms)
+                linger_until = time.monotonic() + s.linger_seconds
+                if time.monotonic() - started > s.slice_seconds:
+                    if d.request_dispatch_flag():
+                        self.request_dispatch()  # continue in a fresh job; RQ gets its loop back
+                    break
+                continue
+            remaining = linger_until - time.monotonic()
+            if remaining <= 0:
+                if d.may_exit(me, ms()):
+                    break
+                linger_until = time.monotonic() + 0.5
+                continue
+            wait = min(remaining, 1.0)
+            if claim.next_due_ms is not None:
+                wait = min(wait, max((claim.next_due_ms - ms()) / 1000.0, 0.0))
+            if wait > 0.0005:
+                d.wait_for_wake(wait)
+        else:
+            d.may_exit(me, ms())
+        return advanced
+
+    def _advance_batch(self, ids: list[str], lease_until_ms: int) -> int:
+        stored = self.dispatch.acquire(ids, self.name, lease_until_ms)
+        done = 0
+        for wid in ids:
+            sw = stored.get(wid)
+            if sw is None:
+                continue
+            if self.draining.is_set():
+                self.dispatch.release(wid, sw.fence, ms())
+                continue
+            try:
+                self.service.advance(sw)
+                done += 1
+            except LeaseLost as exc:
+                log.warning("%s", exc)
+            except Exception:
+                # An engine-side failure (missing definition, Redis error): retry later, never spin.
+                log.exception("advancing workflow %s failed; it will be retried", wid)
+                try:
+                    self.dispatch.release(wid, sw.fence, ms() + 5000)
+                except Exception:
+                    log.exception("could not hand back workflow %s", wid)
+        return done
+
+    # ------------------------------------------------------------------ background
+    def start_background(self) -> None:
+        self._spawn(self._heartbeat_loop, "wes-heartbeat")
+        self._spawn(self._ticker_loop, "wes-ticker")
+        from engine.saga.triggers import TriggerService
+
+        triggers = TriggerService(self)
+        self._spawn(triggers.run, "wes-triggers")
+
+    def _spawn(self, target, name: str) -> None:
+        t = threading.Thread(target=target, name=name, daemon=True)
+        t.start()
+        self._threads.append(t)
+
+    def _heartbeat_loop(self) -> None:
+        period = max(0.05, min(self.settings.lease_seconds / 3.0, self.settings.stats_flush_seconds))
+        while not self.stop_event.wait(period):
+            try:
+                self.beat()
+            except Exception:
+                log.exception("heartbeat failed")
+
+    def beat(self) -> None:
+        lost = self.dispatch.renew(self.leases.snapshot(), ms() + int(self.settings.lease_seconds * 1000))
+        for wid in lost:
+            log.debug("lease of %s is gone", wid)
+        self.client.zadd(self.dispatch.keys.workers, {self.name: ms()})
+        self.flush_stats()
+
+    def flush_stats(self) -> None:
+        hist, counters = self.stats.drain()
+        self.stats_store.flush(time.time(), hist, counters)
+
+    def _ticker_loop(self) -> None:
+        while not self.stop_event.wait(self.settings.tick_seconds):
+            try:
+                if self.dispatch.tick(ms()):
+                    self.request_dispatch()
+            except Exception:
+                log.exception("ticker failed")
+
+    def shutdown(self) -> None:
+        self.draining.set()
+        self.stop_event.set()
+        try:
+            self.flush_stats()
+            self.client.zrem(self.dispatch.keys.workers, self.name)
+        except Exception:
+            pass
+
+
+def make_fsync(client):
+    """For STRICT sagas: WAITAOF where the server has it (Redis >= 7.2); otherwise the server must
+    fsync every write itself (appendfsync always), which the engine checks before a STRICT start."""
+    try:
+        version = server_version(client)
+    except Exception:
+        return None
+    if version >= (7, 2):
+
+        def fsync() -> None:
+            local, _ = client.execute_command("WAITAOF", 1, 0, 2000)
+            if int(local) < 1:
+                raise ConsistencyUnavailable("WAITAOF: the write was not fsynced locally within 2 s")
+
+        return fsync
+    return None
+
+
+def strict_supported(client) -> str | None:
+    """None if STRICT's durable fsync is available on this server, else why not."""
+    try:
+        version = server_version(client)
+        if version >= (7, 2):
+            aof = client.config_get("appendonly").get("appendonly")
+            return None if aof == "yes" else "STRICT needs AOF on (appendonly yes)"
+        cfg = client.config_get("append*")
+    except EngineError:
+        raise
+    except Exception as exc:
+        return f"cannot check the server's persistence settings ({exc})"
+    if cfg.get("appendonly") == "yes" and cfg.get("appendfsync") == "always":
+        return None
+    pretty = ".".join(str(x) for x in version)
+    return (
+        f"STRICT needs a Redis that fsyncs before each step: Redis >= 7.2 (WAITAOF) or appendonly yes with "
+        f"appendfsync always; this server is {pretty} with appendonly {cfg.get('appendonly')}, "
+        f"appendfsync {cfg.get('appendfsync')} (for the embedded server: wes up --fsync always)"
+    )

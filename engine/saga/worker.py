@@ -1,0 +1,148 @@
+"""``wes worker``: RQ worker processes that run dispatch jobs, and the pool that supervises them.
+
+Each process is an RQ ``SimpleWorker`` (no fork per job: a fork per step is what makes naive RQ
+sagas slow) that keeps RQ's heartbeats going while a long dispatch job runs, and turns RQ's warm
+shutdown into "finish the step in flight, hand the saga back".
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass
+
+from rq.timeouts import BaseDeathPenalty
+from rq.worker import SimpleWorker
+
+from engine.saga.runtime import Runtime, install_runtime
+from engine.settings import EngineSettings
+
+log = logging.getLogger(__name__)
+
+
+class NoDeathPenalty(BaseDeathPenalty):
+    """Dispatch jobs bound their own duration; RQ's SIGALRM timeout would interrupt a commit."""
+
+    def setup_death_penalty(self) -> None:
+        pass
+
+    def cancel_death_penalty(self) -> None:
+        pass
+
+
+class WesWorker(SimpleWorker):
+    death_penalty_class = NoDeathPenalty
+
+    def __init__(self, *args, runtime: Runtime, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.runtime = runtime
+
+    def execute_job(self, job, queue):
+        done = threading.Event()
+        keeper = threading.Thread(target=self._keep_alive, args=(job, done), name="rq-heartbeat", daemon=True)
+        keeper.start()
+        try:
+            super().execute_job(job, queue)
+        finally:
+            done.set()
+
+    def _keep_alive(self, job, done: threading.Event) -> None:
+        # SimpleWorker sends no heartbeats while a job runs; without them RQ would think us dead.
+        while not done.wait(min(self.job_monitoring_interval, 10)):
+            execution = self.execution
+            if execution is None:
+                continue
+            try:
+                self.maintain_heartbeats(job, execution)
+            except Exception:
+                log.exception("RQ heartbeat failed")
+
+    def request_stop(self, signum, frame):
+        self.runtime.draining.set()
+        super().request_stop(signum, frame)
+
+
+def run_worker_process(settings: EngineSettings, burst: bool = False, log_level: str = "INFO") -> None:
+    """Body of one worker process."""
+    runtime = Runtime(settings)
+    install_runtime(runtime)
+    runtime.start_background()
+    worker = WesWorker(
+        [runtime.queue],
+        connection=runtime.rq_client,
+        name=runtime.name.replace(":", "-"),
+        serializer="json",
+        runtime=runtime,
+        maintenance_interval=60,
+        job_monitoring_interval=10,
+    )
+    try:
+        worker.work(burst=burst, logging_level=log_level, with_scheduler=False)
+    finally:
+        runtime.shutdown()
+
+
+def _child_main(settings_data: dict, log_level: str, path: list[str]) -> None:
+    os.setpgrp()  # terminal Ctrl-C goes to the pool only; it sends each child one SIGTERM
+    sys.path[:0] = [p for p in path if p not in sys.path]
+    logging.basicConfig(level=log_level, format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s")
+    run_worker_process(EngineSettings(**settings_data), log_level=log_level)
+
+
+@dataclass
+class WorkerPool:
+    """Runs ``concurrency`` worker processes, restarts any that die, stops them all cleanly."""
+
+    settings: EngineSettings
+    concurrency: int = 1
+    log_level: str = "INFO"
+    grace_seconds: float = 40.0
+
+    def __post_init__(self) -> None:
+        self._ctx = multiprocessing.get_context("spawn")
+        self._procs: list[multiprocessing.Process] = []
+        self._stopping = threading.Event()
+
+    def _spawn(self) -> multiprocessing.Process:
+        data = self.settings.model_dump(mode="json", exclude_none=True)
+        proc = self._ctx.Process(
+            target=_child_main, args=(data, self.log_level, [os.getcwd(), *sys.path]), name="wes-worker", daemon=False
+        )
+        proc.start()
+        return proc
+
+    def start(self) -> None:
+        self._procs = [self._spawn() for _ in range(self.concurrency)]
+
+    @property
+    def pids(self) -> list[int]:
+        return [p.pid for p in self._procs if p.pid]
+
+    def supervise(self, poll: float = 0.5) -> None:
+        """Block, restarting dead workers, until stop() is called."""
+        while not self._stopping.wait(poll):
+            for i, proc in enumerate(self._procs):
+                if not proc.is_alive() and not self._stopping.is_set():
+                    log.warning("worker pid %s exited with %s; starting a new one", proc.pid, proc.exitcode)
+                    self._procs[i] = self._spawn()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        for proc in self._procs:
+            if proc.is_alive() and proc.pid:
+                try:
+                    os.kill(proc.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+        deadline = time.monotonic() + self.grace_seconds
+        for proc in self._procs:
+            proc.join(max(0.0, deadline - time.monotonic()))
+            if proc.is_alive():
+                log.warning("worker pid %s did not stop in %.0fs; killing it", proc.pid, self.grace_seconds)
+                proc.kill()
+                proc.join(5)
