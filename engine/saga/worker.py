@@ -8,9 +8,9 @@ shutdown into "finish the step in flight, hand the saga back".
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -87,11 +87,23 @@ def run_worker_process(settings: EngineSettings, burst: bool = False, log_level:
         runtime.shutdown()
 
 
-def _child_main(settings_data: dict, log_level: str, path: list[str]) -> None:
+def settings_env(settings: EngineSettings) -> dict[str, str]:
+    """Environment that makes a child process build the same settings."""
+    env = {}
+    for name, value in settings.model_dump(mode="json").items():
+        if value is None:
+            continue
+        env["REDIS_URL" if name == "redis_url" else f"WES_{name.upper()}"] = str(value)
+    return env
+
+
+def main() -> None:
+    """Entry point of one pooled worker process: ``python -m engine.saga.worker``."""
     os.setpgrp()  # terminal Ctrl-C goes to the pool only; it sends each child one SIGTERM
-    sys.path[:0] = [p for p in path if p not in sys.path]
-    logging.basicConfig(level=log_level, format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s")
-    run_worker_process(EngineSettings(**settings_data), log_level=log_level)
+    level = os.environ.get("WES_LOG_LEVEL", "INFO")
+    logging.basicConfig(level=level, format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s")
+    sys.path.insert(0, os.getcwd())
+    run_worker_process(EngineSettings(), log_level=level)
 
 
 @dataclass
@@ -102,47 +114,54 @@ class WorkerPool:
     concurrency: int = 1
     log_level: str = "INFO"
     grace_seconds: float = 40.0
+    log_file: str | None = None
 
     def __post_init__(self) -> None:
-        self._ctx = multiprocessing.get_context("spawn")
-        self._procs: list[multiprocessing.Process] = []
+        self._procs: list[subprocess.Popen] = []
         self._stopping = threading.Event()
 
-    def _spawn(self) -> multiprocessing.Process:
-        data = self.settings.model_dump(mode="json", exclude_none=True)
-        proc = self._ctx.Process(
-            target=_child_main, args=(data, self.log_level, [os.getcwd(), *sys.path]), name="wes-worker", daemon=False
-        )
-        proc.start()
-        return proc
+    def _spawn(self) -> subprocess.Popen:
+        env = {**os.environ, **settings_env(self.settings), "WES_LOG_LEVEL": self.log_level}
+        path = os.pathsep.join([os.getcwd(), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+        env["PYTHONPATH"] = path
+        out = open(self.log_file, "ab") if self.log_file else None  # noqa: SIM115 - owned by the child
+        return subprocess.Popen([sys.executable, "-m", "engine.saga.worker"], env=env, stdout=out, stderr=out)
 
     def start(self) -> None:
         self._procs = [self._spawn() for _ in range(self.concurrency)]
 
     @property
     def pids(self) -> list[int]:
-        return [p.pid for p in self._procs if p.pid]
+        return [p.pid for p in self._procs]
 
     def supervise(self, poll: float = 0.5) -> None:
         """Block, restarting dead workers, until stop() is called."""
         while not self._stopping.wait(poll):
-            for i, proc in enumerate(self._procs):
-                if not proc.is_alive() and not self._stopping.is_set():
-                    log.warning("worker pid %s exited with %s; starting a new one", proc.pid, proc.exitcode)
-                    self._procs[i] = self._spawn()
+            self.check()
+
+    def check(self) -> None:
+        for i, proc in enumerate(self._procs):
+            if proc.poll() is not None and not self._stopping.is_set():
+                log.warning("worker pid %s exited with %s; starting a new one", proc.pid, proc.returncode)
+                self._procs[i] = self._spawn()
 
     def stop(self) -> None:
         self._stopping.set()
         for proc in self._procs:
-            if proc.is_alive() and proc.pid:
+            if proc.poll() is None:
                 try:
-                    os.kill(proc.pid, signal.SIGTERM)
+                    proc.send_signal(signal.SIGTERM)
                 except ProcessLookupError:
                     pass
         deadline = time.monotonic() + self.grace_seconds
         for proc in self._procs:
-            proc.join(max(0.0, deadline - time.monotonic()))
-            if proc.is_alive():
+            try:
+                proc.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
                 log.warning("worker pid %s did not stop in %.0fs; killing it", proc.pid, self.grace_seconds)
                 proc.kill()
-                proc.join(5)
+                proc.wait(5)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Sample warehouse sagas and the Python handlers they call."""
