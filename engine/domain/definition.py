@@ -27,8 +27,8 @@ from engine.domain.policies import (
 from engine.domain.status import ConsistencyLevel, TriggerKind
 from engine.errors import DefinitionError, InputValidationError
 
-NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,79}$")
-STEP_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+NAME_RE = re.compile(r"[a-z0-9][a-z0-9_.-]{0,79}")
+STEP_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 
 
 @dataclass(frozen=True)
@@ -277,9 +277,9 @@ def parse_definition(data: Any) -> WorkflowDefinition:
             f"consistency: {data.get('consistency')!r} is not one of EVENTUAL, AT_LEAST_ONCE, EXACTLY_ONCE, STRICT"
         )
         consistency = ConsistencyLevel.AT_LEAST_ONCE
-    timeout = attempt(parse_duration, data.get("timeout", DEFAULT_WORKFLOW_TIMEOUT), "timeout", default=0.0)
-    if timeout == 0.0:
-        problems.append("timeout: must be > 0")
+    timeout = attempt(
+        lambda v: parse_duration(v, "timeout", allow_zero=False), data.get("timeout", DEFAULT_WORKFLOW_TIMEOUT)
+    )
     trigger = attempt(WorkflowTrigger.parse, data.get("trigger"), default=WorkflowTrigger())
     rules = data.get("validation_rules") or {}
     schema = data.get("input_schema", rules.get("input_schema") if isinstance(rules, Mapping) else None)
@@ -298,11 +298,13 @@ def parse_definition(data: Any) -> WorkflowDefinition:
         step_defaults = {}
     default_retry = attempt(RetryPolicy.from_dict, step_defaults.get("retry"), "step_defaults.retry")
     default_timeout = attempt(
-        parse_duration, step_defaults.get("timeout", DEFAULT_STEP_TIMEOUT), "step_defaults.timeout"
+        lambda v: parse_duration(v, "step_defaults.timeout", allow_zero=False),
+        step_defaults.get("timeout", DEFAULT_STEP_TIMEOUT),
     )
 
     raw_steps = data.get("steps")
     steps: list[StepDefinition] = []
+    positions: list[int] = []
     if not isinstance(raw_steps, list) or not raw_steps:
         problems.append("steps: a definition needs a non-empty list of steps")
         raw_steps = []
@@ -310,6 +312,7 @@ def parse_definition(data: Any) -> WorkflowDefinition:
         step = _parse_step(raw, i, problems, default_retry or RetryPolicy(), default_timeout or DEFAULT_STEP_TIMEOUT)
         if step is not None:
             steps.append(step)
+            positions.append(i)
 
     definition = WorkflowDefinition(
         name=name if isinstance(name, str) else "",
@@ -324,7 +327,7 @@ def parse_definition(data: Any) -> WorkflowDefinition:
         steps=tuple(steps),
         active=bool(data.get("active", True)),
     )
-    problems.extend(validate_structure(definition, steps_parsed=len(steps) == len(raw_steps)))
+    problems.extend(validate_structure(definition, steps_parsed=len(steps) == len(raw_steps), positions=positions))
     if problems:
         raise DefinitionError(_dedupe(problems), name if isinstance(name, str) else None)
     return definition
@@ -404,9 +407,11 @@ def _parse_step(
     )
 
 
-def validate_structure(definition: WorkflowDefinition, steps_parsed: bool = True) -> list[str]:
+def validate_structure(
+    definition: WorkflowDefinition, steps_parsed: bool = True, positions: list[int] | None = None
+) -> list[str]:
     problems: list[str] = []
-    if not definition.name or not NAME_RE.match(definition.name):
+    if not definition.name or not NAME_RE.fullmatch(definition.name):
         problems.append(f"name: {definition.name!r} must be 1-80 lowercase letters, digits, '.', '_' or '-'")
     if definition.version is not None and definition.version < 1:
         problems.append("version: must be >= 1")
@@ -415,12 +420,14 @@ def validate_structure(definition: WorkflowDefinition, steps_parsed: bool = True
     if definition.timeout <= 0:
         problems.append("timeout: must be > 0")
     seen: set[str] = set()
+    duplicates = False
     for i, step in enumerate(definition.steps):
-        where = f"steps[{i}] ({step.id})"
-        if not STEP_ID_RE.match(step.id):
+        where = f"steps[{positions[i] if positions else i}] ({step.id})"
+        if not STEP_ID_RE.fullmatch(step.id):
             problems.append(f"{where}: id must be letters, digits, '_' or '-' (max 64)")
         if step.id in seen:
             problems.append(f"{where}: duplicate step id {step.id!r}")
+            duplicates = True
         seen.add(step.id)
         if step.compensation is None:
             problems.append(f"{where}: missing compensation (every step must declare one)")
@@ -429,7 +436,7 @@ def validate_structure(definition: WorkflowDefinition, steps_parsed: bool = True
         problems.extend(step.retry.validate(f"{where}.retry"))
         if step.timeout <= 0:
             problems.append(f"{where}.timeout: must be > 0")
-    if steps_parsed and seen:
+    if steps_parsed and seen and not duplicates:
         deps = definition.dependencies()
         for step_id, needs in deps.items():
             for dep in needs:
@@ -450,10 +457,12 @@ def validate_structure(definition: WorkflowDefinition, steps_parsed: bool = True
             except jsonschema.SchemaError as exc:
                 problems.append(f"validation_rules.input_schema: invalid JSON Schema: {exc.message}")
             else:
-                try:
-                    definition.validation_rules.check(definition.defaults)
-                except InputValidationError:
-                    pass  # defaults alone need not satisfy required fields
+                # Defaults alone need not hold every required field, but must not contradict the schema.
+                validator = jsonschema.Draft202012Validator(schema)
+                for err in validator.iter_errors(dict(definition.defaults)):
+                    if err.validator != "required":
+                        path = "/".join(str(p) for p in err.absolute_path) or "(root)"
+                        problems.append(f"defaults.{path}: {err.message}")
     for template in definition.resources:
         if not re.fullmatch(r"[\w:.{}/-]+", template):
             problems.append(f"resources: {template!r} may only use letters, digits, ':', '.', '/', '-' and {{field}}")

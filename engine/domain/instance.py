@@ -48,6 +48,8 @@ class StepExecution:
     next_attempt_at: float | None = None
     uncertain: bool = False
     completed_seq: int | None = None
+    stack_seq: int | None = None
+    """Order in which the step was pushed on the compensation stack (LIFO key for an operator retry)."""
     comp_attempt: int = 0
     comp_via: str | None = None
     comp_error: dict[str, Any] | None = None
@@ -139,6 +141,7 @@ class WorkflowInstance:
         self.total_retries: int = 0
         self.compensation_retries: int = 0
         self.completed_count: int = 0
+        self.pushed_count: int = 0
         # outcome
         self.reason: str | None = None
         self.compensation_reason: str | None = None
@@ -226,6 +229,8 @@ class WorkflowInstance:
         handler = _APPLY.get(type(e))
         if handler is None:
             raise ValueError(f"no handler for event {type(e).__name__}")
+        if self.version == 0 and not isinstance(e, ev.WorkflowCreated):
+            raise ValueError(f"a workflow's first event must be WorkflowCreated, got {type(e).__name__}")
         if self.version > 0 and e.workflow_id != self.workflow_id:
             raise ValueError(f"event for {e.workflow_id} applied to {self.workflow_id}")
         if self.version > 0 and self.is_terminal and not isinstance(e, _ALLOWED_AFTER_END):
@@ -312,12 +317,16 @@ class WorkflowInstance:
         step.completed_seq = self.completed_count
         if isinstance(e.output, dict):
             self.context.variables.update(e.output)
-        self.compensation_stack.append(step.step_id)
+        self._push(step)
 
     def _on_step_failed(self, e: ev.StepFailed) -> None:
         step = self.step(e.step_id)
         if step.status is not StepStatus.RUNNING or step.attempt != e.attempt:
             raise IllegalTransition(step.status.value, "FAILED", f"step {e.step_id} attempt {e.attempt} is not running")
+        if e.will_retry and self.status not in (WorkflowStatus.RUNNING, WorkflowStatus.PAUSED):
+            raise IllegalTransition(
+                self.status.value, "WAITING_RETRY", f"step {e.step_id} cannot retry once compensating"
+            )
         step.error = {"type": e.error_type, "message": e.reason}
         step.ended_at = e.at
         step.execution_time = e.execution_time
@@ -330,7 +339,7 @@ class WorkflowInstance:
             step.status = StepStatus.FAILED
             step.next_attempt_at = None
             if step.uncertain:
-                self.compensation_stack.append(step.step_id)
+                self._push(step)
 
     def _on_paused(self, e: ev.WorkflowPaused) -> None:
         self._to(WorkflowStatus.PAUSED)
@@ -370,7 +379,7 @@ class WorkflowInstance:
                 step.status = StepStatus.FAILED
                 step.next_attempt_at = None
                 if step.uncertain:
-                    self.compensation_stack.append(step.step_id)
+                    self._push(step)
         self.compensation_reason = e.reason
         self.compensation_started_at = e.at
         self.compensation_deadline = e.compensation_deadline
@@ -405,6 +414,8 @@ class WorkflowInstance:
 
     def _on_compensation_failed(self, e: ev.CompensationFailed) -> None:
         self._require_compensating("CompensationFailed")
+        if not self.compensation_stack or self.compensation_stack[-1] != e.step_id:
+            raise IllegalTransition(self.status.value, "CompensationFailed", f"{e.step_id} is not on top of the stack")
         step = self.step(e.step_id)
         step.comp_error = {"type": e.error_type, "message": e.reason}
         step.comp_running = False
@@ -456,14 +467,15 @@ class WorkflowInstance:
             raise IllegalTransition(
                 self.status.value, "COMPENSATING", "only a COMPENSATED workflow retries compensations"
             )
-        missing = [s for s in e.steps if s not in self.failed_compensations]
-        if not e.steps or missing:
+        requested = list(dict.fromkeys(e.steps))
+        missing = [s for s in requested if s not in self.failed_compensations]
+        if not requested or missing:
             raise IllegalTransition(
                 self.status.value, "COMPENSATING", f"no failed compensation for {missing or 'any step'}"
             )
         self._to(WorkflowStatus.COMPENSATING)
         # Put them back so the oldest completion is compensated last, as LIFO requires.
-        order = sorted(e.steps, key=lambda s: self.step(s).completed_seq or 0)
+        order = sorted(requested, key=lambda s: self.step(s).stack_seq or 0)
         for step_id in order:
             step = self.step(step_id)
             step.status = StepStatus.COMPLETED if step.completed_seq is not None else StepStatus.FAILED
@@ -471,12 +483,17 @@ class WorkflowInstance:
             step.comp_error = None
             step.comp_next_attempt_at = None
             step.comp_operator_retry = True
-            self.compensation_stack.append(step_id)
+            self.compensation_stack.append(step_id)  # keeps its original stack_seq
         self.finished_at = None
         self.compensation_reason = "operator retry"
         self.compensation_started_at = e.at
         self.compensation_deadline = e.at + compensation_budget(self.forward_time or 0.0)
         self.compensation_timed_out = False
+
+    def _push(self, step: StepExecution) -> None:
+        self.pushed_count += 1
+        step.stack_seq = self.pushed_count
+        self.compensation_stack.append(step.step_id)
 
     def _require_compensating(self, what: str) -> None:
         if self.status is not WorkflowStatus.COMPENSATING:
@@ -503,11 +520,12 @@ class WorkflowInstance:
             "resources": self.resources,
             "steps": [s.to_dict() for s in self.steps],
             "compensation_stack": list(self.compensation_stack),
+            # Shallow copies suffice: events only ever replace top-level values, never mutate nested ones.
             "context": {
-                "variables": self.context.variables,
-                "headers": self.context.headers,
-                "security": self.context.security,
-                "tracing": self.context.tracing,
+                "variables": dict(self.context.variables),
+                "headers": dict(self.context.headers),
+                "security": dict(self.context.security),
+                "tracing": dict(self.context.tracing),
             },
             "time_constraints": {
                 "created_at": self.created_at,
@@ -528,6 +546,7 @@ class WorkflowInstance:
             "waiting_for_lock": self.waiting_for_lock,
             "result": self.result,
             "completed_count": self.completed_count,
+            "pushed_count": self.pushed_count,
             "forward_time": self.forward_time,
             "version": self.version,
             "updated_at": self.updated_at,
@@ -577,6 +596,7 @@ class WorkflowInstance:
         inst.waiting_for_lock = data["waiting_for_lock"]
         inst.result = data["result"]
         inst.completed_count = data["completed_count"]
+        inst.pushed_count = data["pushed_count"]
         inst.forward_time = data["forward_time"]
         inst.version = data["version"]
         inst.updated_at = data["updated_at"]

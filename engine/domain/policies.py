@@ -97,9 +97,10 @@ class RetryPolicy:
         if self.backoff is BackoffStrategy.LINEAR:
             delay = self.initial_delay + self.increment * (k - 1)
         elif self.backoff is BackoffStrategy.EXPONENTIAL:
-            delay = self.initial_delay * (2.0 ** (k - 1))
+            # Past 2**1000 any positive delay is above any cap; the product may be inf, never an error.
+            delay = self.initial_delay * (2.0 ** min(k - 1, 1000))
         elif self.backoff is BackoffStrategy.FIBONACCI:
-            delay = self.initial_delay * _fib(k)
+            delay = self.initial_delay * float(_fib(min(k, 1400)))
         else:
             if custom_fn is None:
                 raise ValueError("CUSTOM backoff needs its registered function")

@@ -106,12 +106,9 @@ def _decide_backward(inst: WorkflowInstance, now: float, inflight: Collection[st
     interrupted = [s.step_id for s in inst.steps if s.status is StepStatus.RUNNING]
     if interrupted:
         return Decision(Action.RECOVER, steps=tuple(interrupted))
-    if (
-        inst.compensation_deadline is not None
-        and now > inst.compensation_deadline
-        and not inst.compensation_timed_out
-        and inst.compensation_stack
-    ):
+    # Checked before finishing too: a compensation that overran its budget in its last step did
+    # not finish within it either.
+    if inst.compensation_deadline is not None and now > inst.compensation_deadline and not inst.compensation_timed_out:
         return Decision(Action.COMPENSATION_TIMEOUT)
     if not inst.compensation_stack:
         return Decision(Action.FINISH_COMPENSATION)

@@ -376,7 +376,8 @@ class SagaCoordinatorService:
         error_type, mro, flagged = _classify(error)
         uncertain = error_type == "StepTimeout"
         retryable = sd.retry.is_retryable(error_type, mro, flagged)
-        will_retry = retryable and se.attempt < sd.retry.max_attempts
+        forward = ex.inst.status in (WorkflowStatus.RUNNING, WorkflowStatus.PAUSED)
+        will_retry = forward and retryable and se.attempt < sd.retry.max_attempts
         next_at = now + self._delay(sd.retry, se.attempt) if will_retry else None
         ex.record(
             ev.StepFailed(
