@@ -166,7 +166,7 @@ class EngineClient:
         return self.repo.status_of(wid)
 
     def events(self, wid: str, after: str = "-") -> list[dict[str, Any]]:
-        return [{"id": eid, **e.to_dict()} for eid, e in self.repo.events(wid, after=after)]
+        return [{"id": eid, "version": v, **e.to_dict()} for eid, v, e in self.repo.events(wid, after=after)]
 
     def list(
         self,
@@ -297,8 +297,11 @@ def load_definitions(path: str | Path) -> list[WorkflowDefinition]:
     if p.is_dir():
         out: list[WorkflowDefinition] = []
         for child in sorted(p.iterdir()):
-            if child.suffix in (".yaml", ".yml", ".json", ".py") and not child.name.startswith("_"):
+            if child.suffix in (".yaml", ".yml", ".json") and not child.name.startswith("_"):
                 out.extend(load_definitions(child))
+            elif child.suffix == ".py" and not child.name.startswith("_"):
+                # In a directory, Python files may hold handlers only; named explicitly they must define.
+                out.extend(_python_definitions(child, required=False))
         return out
     if p.suffix == ".py":
         return _python_definitions(p)
@@ -319,7 +322,7 @@ def load_definitions(path: str | Path) -> list[WorkflowDefinition]:
     return out
 
 
-def _python_definitions(p: Path) -> list[WorkflowDefinition]:
+def _python_definitions(p: Path, required: bool = True) -> list[WorkflowDefinition]:
     spec = importlib.util.spec_from_file_location(f"wes_defs_{uuid.uuid4().hex[:8]}", p)
     if spec is None or spec.loader is None:
         raise EngineError(f"cannot load Python file {p}")
@@ -329,6 +332,6 @@ def _python_definitions(p: Path) -> list[WorkflowDefinition]:
     except Exception as exc:
         raise DefinitionError([f"{p}: importing it failed: {type(exc).__name__}: {exc}"])
     found = [v for v in vars(module).values() if isinstance(v, WorkflowDefinition)]
-    if not found:
+    if not found and required:
         raise DefinitionError([f"{p}: defines no WorkflowDefinition at module level"])
     return found

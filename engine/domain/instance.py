@@ -66,9 +66,13 @@ class StepExecution:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> StepExecution:
-        step = cls(**data)
+        # Tolerate fields a newer or older engine wrote, so workers of two versions can share sagas.
+        step = cls(**{k: v for k, v in data.items() if k in _STEP_FIELDS})
         step.status = StepStatus(data["status"])
         return step
+
+
+_STEP_FIELDS = frozenset(StepExecution.__dataclass_fields__)
 
 
 @dataclass
@@ -318,6 +322,7 @@ class WorkflowInstance:
         if isinstance(e.output, dict):
             self.context.variables.update(e.output)
         self._push(step)
+        self._rebase_compensation(e.at)
 
     def _on_step_failed(self, e: ev.StepFailed) -> None:
         step = self.step(e.step_id)
@@ -340,6 +345,7 @@ class WorkflowInstance:
             step.next_attempt_at = None
             if step.uncertain:
                 self._push(step)
+        self._rebase_compensation(e.at)
 
     def _on_paused(self, e: ev.WorkflowPaused) -> None:
         self._to(WorkflowStatus.PAUSED)
@@ -490,6 +496,14 @@ class WorkflowInstance:
         self.compensation_deadline = e.at + compensation_budget(self.forward_time or 0.0)
         self.compensation_timed_out = False
 
+    def _rebase_compensation(self, at: float) -> None:
+        """A forward step that was in flight when compensation began (a cancel) ends now: compensation
+        can only really start here, and the forward time includes that step."""
+        if self.status is WorkflowStatus.COMPENSATING and self.compensation_started_at is not None:
+            self.forward_time = at - (self.started_at or self.created_at)
+            self.compensation_started_at = at
+            self.compensation_deadline = at + compensation_budget(self.forward_time)
+
     def _push(self, step: StepExecution) -> None:
         self.pushed_count += 1
         step.stack_seq = self.pushed_count
@@ -596,7 +610,7 @@ class WorkflowInstance:
         inst.waiting_for_lock = data["waiting_for_lock"]
         inst.result = data["result"]
         inst.completed_count = data["completed_count"]
-        inst.pushed_count = data["pushed_count"]
+        inst.pushed_count = data.get("pushed_count", len(inst.compensation_stack))
         inst.forward_time = data["forward_time"]
         inst.version = data["version"]
         inst.updated_at = data["updated_at"]

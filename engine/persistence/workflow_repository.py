@@ -301,17 +301,18 @@ class WorkflowRepository:
             out.append((wid, score))
         return out
 
-    def events(self, wid: str, after: str = "-", count: int | None = None) -> list[tuple[str, DomainEvent]]:
+    def events(self, wid: str, after: str = "-", count: int | None = None) -> list[tuple[str, int, DomainEvent]]:
+        """(stream entry id, version, event) in order, after the entry id ``after``."""
         rows = self.r.xrange(self.keys.events(wid), min=after if after == "-" else f"({after}", count=count)
         if not rows and not self.r.exists(self.keys.state(wid)):
             raise WorkflowNotFound(wid)
-        return [(entry_id, decode_event(fields["d"])) for entry_id, fields in rows]
+        return [(entry_id, int(fields["v"]), decode_event(fields["d"])) for entry_id, fields in rows]
 
     def event_versions(self, wid: str) -> list[int]:
         return [int(fields["v"]) for _, fields in self.r.xrange(self.keys.events(wid))]
 
     def replay(self, wid: str) -> WorkflowInstance:
-        return WorkflowInstance.replay(e for _, e in self.events(wid))
+        return WorkflowInstance.replay(e for _, _, e in self.events(wid))
 
     def exists(self, wid: str) -> bool:
         return bool(self.r.exists(self.keys.state(wid)))
