@@ -44,6 +44,8 @@ class StepExecutor:
         self._tasks: queue.SimpleQueue = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
         self._idle = 0
+        self._unclaimed = 0
+        """Tasks queued and not yet taken by a thread; each needs an idle thread of its own."""
         self._lock = threading.Lock()
         self._armed = False
 
@@ -84,6 +86,8 @@ class StepExecutor:
     def submit(self, key: str, fn: Callable[[], Any], timeout: float, notify: queue.SimpleQueue) -> Pending:
         """Run ``fn`` on a pool thread; ``notify`` (owned by the waiting runner) gets the Pending when done."""
         pending = Pending(key, timeout, notify)
+        with self._lock:
+            self._unclaimed += 1
         self._tasks.put((pending, fn))
         self._ensure_thread()
         return pending
@@ -91,7 +95,9 @@ class StepExecutor:
     def _ensure_thread(self) -> None:
         with self._lock:
             self._threads = [t for t in self._threads if t.is_alive()]
-            if self._idle > 0 or len(self._threads) >= self._max_threads:
+            # An idle thread that has not yet taken an earlier task is spoken for: without counting
+            # unclaimed tasks, parallel branches submitted together would run one after the other.
+            if self._idle >= self._unclaimed or len(self._threads) >= self._max_threads:
                 return
             t = threading.Thread(target=self._loop, name="wes-step", daemon=True)
             self._threads.append(t)
@@ -103,6 +109,7 @@ class StepExecutor:
             pending, fn = self._tasks.get()
             with self._lock:
                 self._idle -= 1
+                self._unclaimed -= 1
             start = time.perf_counter()
             try:
                 outcome = Outcome(True, fn(), None, time.perf_counter() - start)

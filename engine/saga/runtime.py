@@ -119,7 +119,7 @@ class Runtime:
                     break
                 linger_until = time.monotonic() + 0.5
                 continue
-            wait = min(remaining, 1.0)
+            wait = min(remaining, 0.25)  # short, so a warm shutdown is noticed quickly
             if claim.next_due_ms is not None:
                 wait = min(wait, max((claim.next_due_ms - ms()) / 1000.0, 0.0))
             if wait > 0.0005:

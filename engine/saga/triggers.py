@@ -98,8 +98,9 @@ class TriggerService:
                 self._groups.add(stream)
         handled = 0
         for stream, definition in streams.items():
-            _, claimed, _ = r.xautoclaim(stream, self.group, self.rt.name, CLAIM_IDLE_MS, "0-0", count=50)
-            for entry_id, fields in claimed or []:
+            # Redis 7 replies (next id, entries, deleted ids); Redis 6.2 (the embedded server) has no deleted ids.
+            reply = r.xautoclaim(stream, self.group, self.rt.name, CLAIM_IDLE_MS, "0-0", count=50)
+            for entry_id, fields in reply[1] or []:
                 handled += self._start_from_entry(stream, definition, entry_id, fields)
         rows = r.xreadgroup(self.group, self.rt.name, {s: ">" for s in streams}, count=100, block=BLOCK_MS)
         for stream, entries in rows or []:
