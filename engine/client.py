@@ -1,7 +1,8 @@
 """EngineClient: the facade every caller outside the workers uses (CLI, API, tests).
 
-It is the seed's WorkflowExecutionService (start, pause, resume, cancel, status) plus definitions,
-queries and the operator's retry of failed compensations.
+It implements the seed's WorkflowExecutionService (``engine.ports.WorkflowExecutionService``:
+start, pause, resume, cancel, status) plus definitions, queries and the operator's retry of failed
+compensations.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import yaml
 from rq import Queue
 
 from engine.domain import events as ev
+from engine.domain.coordinator import SagaCoordinator
 from engine.domain.definition import WorkflowDefinition, parse_definition
 from engine.domain.instance import WorkflowInstance
 from engine.domain.policies import compensation_budget
@@ -207,6 +209,12 @@ class EngineClient:
                 raise TimeoutError(f"workflow {wid} is still {status.value} after {timeout:.1f}s")
             time.sleep(delay)
             delay = min(delay * 1.5, 0.1)
+
+    def saga(self, wid: str) -> SagaCoordinator:
+        """The seed's SagaCoordinator view: participants, compensation strategy, consistency, saga log."""
+        inst = self.instance(wid)
+        definition = self.definitions.get(inst.workflow_type, inst.definition_version)
+        return SagaCoordinator.of(inst, definition, tuple(e for _, _, e in self.repo.events(wid)))
 
     def validate_consistency(self, wid: str) -> ConsistencyReport:
         return self.service.validate_saga_consistency(wid)
