@@ -1,0 +1,377 @@
+"""``wes bench``: throughput and latency of the engine, and of the naive design it replaces, on one server.
+
+One run starts its own Redis (an :class:`~engine.embedded.EmbeddedRedis` in a temp home, AOF everysec)
+or uses ``redis_url`` under a unique key prefix, runs ``workflows`` sagas of ``steps`` no-op steps on
+``workers`` worker processes, and then, on the same server, the naive design: one plain RQ job per step,
+each enqueuing the next, on default (forking) ``rq worker`` processes. Everything it starts is torn down
+in ``finally``, even on Ctrl-C.
+
+The naive baseline is given its best case: ``rq worker -c engine.bench`` imports this module in the worker
+before it forks, so a horse does not import the engine (~0.5 s here) for every job; without that it runs
+at ~2 steps/s per worker and the ratio would mean nothing. (RQ reads a ``-c`` module's UPPERCASE names as
+its settings: none defined here is an RQ setting, so keep it that way.)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from engine.client import EngineClient
+from engine.embedded import EmbeddedRedis, free_port
+from engine.persistence.connection import server_version
+from engine.saga.worker import WorkerPool
+from engine.settings import EngineSettings
+
+HANDLER = "engine.bench:noop"
+NAIVE_FUNC = "engine.bench.naive_step"
+POLL_S = 0.01
+COMPLETION_TIMEOUT_S = 120.0
+REGISTER_TIMEOUT_S = 30.0
+SNAPSHOT_BATCH = 500
+FAILED_STATUSES = ("FAILED", "TIMEOUT", "COMPENSATING", "COMPENSATED", "CANCELLED")
+"""Statuses of a bench saga that did not complete (a no-op step should never get there)."""
+TERMINAL_FAILURES = ("COMPENSATED", "CANCELLED")
+
+
+def noop(ctx) -> None:
+    """Step handler and compensation of the bench definition: does nothing."""
+    return None
+
+
+def naive_step(run: str, wf: int, i: int, total: int) -> None:
+    """The naive design's job: step ``i`` of ``total`` of naive workflow ``wf`` enqueues step ``i + 1``;
+    the last step counts the workflow as done."""
+    from rq import Queue, get_current_job
+
+    job = get_current_job()
+    conn = job.connection
+    if i >= total:
+        conn.incr(_naive_done_key(run))
+        return
+    Queue(job.origin, connection=conn).enqueue(NAIVE_FUNC, run, wf, i + 1, total, job_id=f"{run}-n{wf}-{i + 1}")
+
+
+def bench_definition(steps: int) -> dict[str, Any]:
+    return {
+        "name": f"bench-{steps}steps",
+        "description": "wes bench: no-op steps",
+        "consistency": "AT_LEAST_ONCE",
+        "steps": [
+            {
+                "id": f"s{i}",
+                "action": HANDLER,
+                "compensation": {"type": "UNDO", "action": HANDLER},
+                "timeout": 30,
+            }
+            for i in range(1, steps + 1)
+        ],
+    }
+
+
+def run_bench(
+    workflows: int = 2000,
+    steps: int = 6,
+    workers: int = 2,
+    rate: float | None = None,
+    naive_workflows: int | None = None,
+    redis_url: str | None = None,
+) -> dict[str, Any]:
+    """Run the bench and return its figures (see the module docstring)."""
+    if workflows < 1 or steps < 1 or workers < 1:
+        raise ValueError("workflows, steps and workers must be >= 1")
+    if rate is not None and rate <= 0:
+        raise ValueError("rate must be > 0")
+    naive_n = min(workflows, 100) if naive_workflows is None else naive_workflows
+    wall0 = time.perf_counter()
+    prefix = f"bench-{uuid.uuid4().hex[:10]}"
+    tmp = Path(tempfile.mkdtemp(prefix="wes-bench-"))
+    server: EmbeddedRedis | None = None
+    pool: WorkerPool | None = None
+    rq_procs: list[subprocess.Popen] = []
+    client: EngineClient | None = None
+    url = redis_url
+    try:
+        if url is None:
+            server = EmbeddedRedis(tmp / "home", port=free_port(), fsync="everysec")
+            url = server.start().url
+        settings = EngineSettings(redis_url=url, key_prefix=prefix)
+        client = EngineClient(settings)
+        version = ".".join(str(x) for x in server_version(client.r))
+        definition, _ = client.apply_definition(bench_definition(steps))
+
+        pool = WorkerPool(
+            settings, concurrency=workers, log_level="WARNING", grace_seconds=20.0, log_file=str(tmp / "workers.log")
+        )
+        pool.start()
+        _wait_for(
+            lambda: len(client.workers()) >= workers,
+            REGISTER_TIMEOUT_S,
+            "engine workers to register",
+            pool,
+            log=tmp / "workers.log",
+        )
+
+        bench_epoch = time.time()
+        ids, start_lat, first_start = _issue_starts(client, definition.name, definition.version, workflows, rate)
+        counts = _wait_completion(client, workflows)
+        snaps = _read_snapshots(client, ids)
+        pool.stop()
+        pool = None
+        hist, _counters = client.stats(since_s=bench_epoch - 10)
+
+        completed = [s for s in snaps if s.get("status") == "COMPLETED"]
+        finished = [s["time_constraints"]["finished_at"] for s in completed]
+        e2e = sorted(s["time_constraints"]["finished_at"] - s["time_constraints"]["created_at"] for s in completed)
+        span = (max(finished) - first_start) if finished else 0.0
+        n_done = len(completed)
+        persist = hist.get("state_persistence")
+        overhead = hist.get("step_overhead")
+
+        naive_sps, naive_elapsed = _naive_bench(url, prefix, naive_n, steps, workers, tmp, rq_procs)
+
+        steps_per_s = n_done * steps / span if n_done else 0.0
+        result: dict[str, Any] = {
+            "workflows": workflows,
+            "steps": steps,
+            "workers": workers,
+            "rate": rate,
+            "naive_workflows": naive_n,
+            "redis_version": version,
+            "server": "external" if redis_url else "embedded",
+            "completed": n_done,
+            "failed": sum(counts.get(st, 0) for st in FAILED_STATUSES),
+            "unfinished": workflows - n_done - sum(counts.get(st, 0) for st in FAILED_STATUSES),
+            "final_counts": {k: v for k, v in counts.items() if v},
+            "steps_per_s": round(steps_per_s, 1),
+            "workflows_per_s": round(n_done / span, 1) if n_done else 0.0,
+            "run_s": round(span, 3) if n_done else None,
+            "start_p50_ms": _ms(_quantile(start_lat, 0.5)),
+            "start_p99_ms": _ms(_quantile(start_lat, 0.99)),
+            "start_max_ms": _ms(start_lat[-1] if start_lat else None),
+            "e2e_p50_ms": _ms(_quantile(e2e, 0.5)),
+            "e2e_p99_ms": _ms(_quantile(e2e, 0.99)),
+            "e2e_max_ms": _ms(e2e[-1] if e2e else None),
+            "persist_p50_ms": _ms(persist.quantile(0.5) if persist else None),
+            "persist_p99_ms": _ms(persist.quantile(0.99) if persist else None),
+            "step_overhead_p50_ms": _ms(overhead.quantile(0.5) if overhead else None),
+            "step_overhead_p99_ms": _ms(overhead.quantile(0.99) if overhead else None),
+            "rq_job_per_step_steps_per_s": round(naive_sps, 1),
+            "rq_job_per_step_run_s": round(naive_elapsed, 3),
+            "ratio_vs_rq_job_per_step": round(steps_per_s / naive_sps, 2) if naive_sps else None,
+        }
+        result["wall_s"] = round(time.perf_counter() - wall0, 2)
+        return result
+    finally:
+        if pool is not None:
+            with contextlib.suppress(Exception):
+                pool.stop()
+        _stop_procs(rq_procs)
+        if client is not None:
+            with contextlib.suppress(Exception):
+                client.r.close()
+        if server is not None:
+            with contextlib.suppress(Exception):
+                server.stop()
+        elif url is not None:
+            with contextlib.suppress(Exception):
+                _delete_keys(url, prefix)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------------------- engine
+def _issue_starts(
+    client: EngineClient, name: str, version: int | None, n: int, rate: float | None
+) -> tuple[list[str], list[float], float]:
+    """Start ``n`` workflows sequentially (open loop at ``rate``/s if given); returns their ids, the
+    sorted latency of each start (s) and the epoch at which the first start was issued."""
+    ids: list[str] = []
+    lat: list[float] = []
+    pc = time.perf_counter
+    first_epoch = time.time()
+    t0 = pc()
+    for i in range(n):
+        if rate is not None:
+            due = t0 + i / rate
+            delay = due - pc()
+            if delay > 0:
+                time.sleep(delay)
+        s = pc()
+        res = client.start(name, {}, version=version)
+        lat.append(pc() - s)
+        ids.append(res["workflow_id"])
+    lat.sort()
+    return ids, lat, first_epoch
+
+
+def _wait_completion(client: EngineClient, n: int) -> dict[str, int]:
+    deadline = time.monotonic() + COMPLETION_TIMEOUT_S
+    while True:
+        counts = client.counts()
+        done = counts.get("COMPLETED", 0) + sum(counts.get(s, 0) for s in TERMINAL_FAILURES)
+        if done >= n or time.monotonic() > deadline:
+            return counts
+        time.sleep(POLL_S)
+
+
+def _read_snapshots(client: EngineClient, ids: Sequence[str]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for i in range(0, len(ids), SNAPSHOT_BATCH):
+        out.extend(client.repo.snapshots(ids[i : i + SNAPSHOT_BATCH]))
+    return out
+
+
+# ---------------------------------------------------------------------------------------- naive RQ
+def _naive_queue(run: str) -> str:
+    return f"{run}-naive"
+
+
+def _naive_done_key(run: str) -> str:
+    return f"{run}:naive:done"
+
+
+def _naive_bench(
+    url: str, run: str, n: int, steps: int, workers: int, tmp: Path, procs: list[subprocess.Popen]
+) -> tuple[float, float]:
+    """Steps/s of one plain RQ job per step on ``workers`` default (forking) ``rq worker`` processes."""
+    if n <= 0:
+        return 0.0, 0.0
+    from rq import Queue, Worker
+
+    conn = redis.Redis.from_url(url)
+    qname = _naive_queue(run)
+    queue = Queue(qname, connection=conn)
+    rq_bin = str(Path(sys.executable).parent / "rq")
+    with open(tmp / "rq-workers.log", "ab") as log:
+        for k in range(workers):
+            procs.append(
+                subprocess.Popen(
+                    # -c: the rq CLI imports its config module in the worker, so every forked horse
+                    # inherits the job's module instead of importing the engine (~0.5 s) per job.
+                    [rq_bin, "worker", qname, "--url", url, "--name", f"{run}-naive-{k}", "-c", __name__],
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,  # Ctrl-C reaches us only; we stop them in order
+                )
+            )
+
+    def registered() -> bool:
+        return len(Worker.all(queue=queue)) >= workers
+
+    _wait_for(registered, REGISTER_TIMEOUT_S, "rq workers to register", None, procs, log=tmp / "rq-workers.log")
+    done_key = _naive_done_key(run)
+    conn.delete(done_key)
+    t0 = time.perf_counter()
+    for wf in range(n):
+        queue.enqueue(NAIVE_FUNC, run, wf, 1, steps, job_id=f"{run}-n{wf}-1")
+    deadline = time.monotonic() + COMPLETION_TIMEOUT_S
+    while int(conn.get(done_key) or 0) < n:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"naive RQ baseline: {conn.get(done_key) or 0} of {n} workflows done")
+        time.sleep(POLL_S)
+    elapsed = time.perf_counter() - t0
+    _stop_procs(procs)
+    return n * steps / elapsed, elapsed
+
+
+# ---------------------------------------------------------------------------------------- helpers
+def _wait_for(
+    cond,
+    timeout: float,
+    what: str,
+    pool: WorkerPool | None,
+    procs: Sequence[subprocess.Popen] = (),
+    log: Path | None = None,
+) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        dead = [p for p in procs if p.poll() is not None]
+        if pool is not None:
+            dead += [pid for pid in pool.pids if not _alive(pid)]
+        if dead or time.monotonic() > deadline:
+            tail = ""
+            if log is not None:
+                with contextlib.suppress(OSError):
+                    tail = "\n" + "\n".join(log.read_text(errors="replace").splitlines()[-20:])
+            problem = "a process exited" if dead else f"none after {timeout:g} s"
+            raise RuntimeError(f"waiting for {what}: {problem}{tail}")
+        time.sleep(0.05)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie (exited, not yet reaped) still answers kill(0); check its state.
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def _stop_procs(procs: list[subprocess.Popen], grace: float = 10.0) -> None:
+    for p in procs:
+        if p.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                p.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for p in procs:
+        try:
+            p.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                p.wait(5)
+    procs.clear()
+
+
+def _delete_keys(url: str, prefix: str) -> None:
+    """Remove the bench's keys from an external server (SCAN: fine in a bench, never on a hot path):
+    the engine's keys under the prefix, the RQ keys of its two queues (queue, registries, the jobs they
+    still reference) and the queues' entries in RQ's set of queues."""
+    conn = redis.Redis.from_url(url, decode_responses=True)
+    try:
+        rq_keys = list(conn.scan_iter(match=f"rq:*{prefix}*", count=1000))
+        job_ids: set[str] = set()
+        for key in rq_keys:
+            kind = conn.type(key)
+            if kind == "list" and key.startswith("rq:queue:"):
+                job_ids.update(conn.lrange(key, 0, -1))
+            elif kind == "zset" and not key.startswith("rq:executions:"):
+                job_ids.update(conn.zrange(key, 0, -1))
+        doomed = [*rq_keys, *(f"rq:{kind}:{jid}" for jid in job_ids for kind in ("job", "results", "executions"))]
+        doomed += conn.scan_iter(match=f"{prefix}*", count=1000)
+        for i in range(0, len(doomed), 500):
+            conn.delete(*doomed[i : i + 500])
+        conn.srem("rq:queues", f"rq:queue:{prefix}", f"rq:queue:{_naive_queue(prefix)}")
+    finally:
+        conn.close()
+
+
+def _quantile(sorted_values: Sequence[float], q: float) -> float | None:
+    """Exact nearest-rank quantile of an already sorted list."""
+    if not sorted_values:
+        return None
+    rank = max(1, math.ceil(q * len(sorted_values)))
+    return sorted_values[min(rank, len(sorted_values)) - 1]
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000.0, 3)
