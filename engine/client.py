@@ -58,6 +58,7 @@ class EngineClient:
         self.stats_store = StatsStore(self.r, self.settings.key_prefix)
         self.service = SagaCoordinatorService(self.repo, self.definitions, self.port, request_dispatch=self._enqueue)
         self._strict_checked: tuple[float, str | None] | None = None
+        self._stats_flushed = time.monotonic()
 
     def _enqueue(self) -> None:
         if self._rq is None:
@@ -144,6 +145,7 @@ class EngineClient:
             headers=headers,
             security={"principal": principal} if principal else {},
         )
+        self._maybe_flush_stats()
         return {
             "workflow_id": res.workflow_id,
             "status": WorkflowStatus.CREATED.value if res.created else self.repo.status_of(res.workflow_id).value,
@@ -288,6 +290,17 @@ class EngineClient:
         raise ConcurrencyConflict(f"workflow {wid} kept changing; control action not applied")
 
     # ================================================================== stats
+    def _maybe_flush_stats(self) -> None:
+        now = time.monotonic()
+        if now - self._stats_flushed >= self.settings.stats_flush_seconds:
+            self._stats_flushed = now
+            self.flush_stats()
+
+    def flush_stats(self) -> None:
+        """Write what this client measured (workflow start latency) to the shared rollups."""
+        hist, counters = self.service.stats.drain()
+        self.stats_store.flush(time.time(), hist, counters)
+
     def stats(self, since_s: float, until_s: float | None = None):
         return self.stats_store.read(since_s, until_s)
 

@@ -255,17 +255,16 @@ class EmbeddedRedis:
             "yes",
             "--appendfsync",
             self.fsync,
-            # One pair per directive, each number its own argument: Redis 6.2 quotes an argument that
-            # contains spaces, and silently ends up with no save points for "900 1 300 10 60 10000".
+            # The AOF is what makes writes durable; RDB snapshots are a periodic backup only. Redis's
+            # "60 10000" rule would fork a snapshot every minute under saga load, and a fork on a small
+            # machine shows up in every latency tail. One pair per directive, each number its own
+            # argument: Redis 6.2 quotes an argument with spaces and silently drops the save points.
             "--save",
-            "900",
+            "3600",
             "1",
             "--save",
-            "300",
-            "10",
-            "--save",
-            "60",
-            "10000",
+            "900",
+            "100",
             "--maxmemory-policy",
             self.maxmemory_policy,
         ]

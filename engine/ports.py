@@ -9,9 +9,10 @@ from typing import Any, Protocol
 from engine.domain.policies import ActionRef
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class StepContext:
-    """What a step handler (or a service call) receives."""
+    """What a step handler (or a service call) receives. A fresh one per call; changing it changes
+    nothing in the saga."""
 
     workflow_id: str
     workflow_type: str

@@ -42,6 +42,10 @@ class EngineSettings(BaseSettings):
     claim_batch: int = 16
     """Workflows claimed per round trip."""
 
+    pipeline_depth: int = 2
+    """Commits a worker keeps in flight: while one saga's commit travels to Redis, it runs another
+    saga's step. 1 waits for every reply before doing anything else."""
+
     tick_seconds: float = 0.25
     """Period of the worker's safety-net ticker (timers and expired leases when no dispatcher lingers)."""
 

@@ -73,22 +73,41 @@ class LogHistogram:
 
 
 class StatsRecorder:
-    """Thread-safe accumulation between flushes; ``drain()`` hands over what was recorded."""
+    """Cheap to record on the hot path: an append (atomic under the GIL); bucketing happens when
+    ``drain()`` hands over what was recorded."""
+
+    FOLD_AT = 10_000
+    """Samples kept raw before they are folded into histograms, so memory stays bounded when
+    nobody drains (a client that only starts workflows)."""
 
     def __init__(self) -> None:
+        self._samples: list[tuple[str, float]] = []
+        self._counts: list[tuple[str, int]] = []
         self._lock = threading.Lock()
         self._hist: dict[str, LogHistogram] = defaultdict(LogHistogram)
         self._counters: dict[str, int] = defaultdict(int)
 
     def observe(self, metric: str, seconds: float) -> None:
-        with self._lock:
-            self._hist[metric].observe(seconds)
+        self._samples.append((metric, seconds))
+        if len(self._samples) > self.FOLD_AT:
+            self._fold()
 
     def incr(self, counter: str, n: int = 1) -> None:
+        self._counts.append((counter, n))
+        if len(self._counts) > self.FOLD_AT:
+            self._fold()
+
+    def _fold(self) -> None:
         with self._lock:
-            self._counters[counter] += n
+            samples, self._samples = self._samples, []
+            counts, self._counts = self._counts, []
+            for metric, seconds in samples:
+                self._hist[metric].observe(seconds)
+            for name, n in counts:
+                self._counters[name] += n
 
     def drain(self) -> tuple[dict[str, LogHistogram], dict[str, int]]:
+        self._fold()
         with self._lock:
             hist, counters = self._hist, self._counters
             self._hist, self._counters = defaultdict(LogHistogram), defaultdict(int)

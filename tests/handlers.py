@@ -27,15 +27,14 @@ idempotency key (a service that deduplicates by key applies the effect once per 
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from dataclasses import dataclass
 
 import redis
 
-from engine import NonRetryableStepError, StepContext, StepError
-from engine.persistence.keys import Keys
+from engine import EngineSettings, NonRetryableStepError, StepContext, StepError
+from engine.persistence.workflow_repository import WorkflowRepository
 
 _client: redis.Redis | None = None
 
@@ -135,10 +134,11 @@ def step(ctx: StepContext) -> dict:
 def _observe(ctx: StepContext) -> None:
     p = _prefix()
     r = _redis()
-    raw_snap, version = r.hmget(Keys(p).state(ctx.workflow_id), "snap", "v")
-    snap = json.loads(raw_snap)
-    stored = next(s["status"] for s in snap["steps"] if s["step_id"] == ctx.step_id)
-    r.hset(observed_key(p), f"{ctx.workflow_id}|{ctx.step_id}", f"{stored}|{version}")
+    # What is persisted: the last snapshot plus the events committed after it.
+    settings = EngineSettings(redis_url=os.environ["REDIS_URL"], key_prefix=p)
+    stored = WorkflowRepository(r, settings).load(ctx.workflow_id)
+    status = stored.instance.step(ctx.step_id).status.value
+    r.hset(observed_key(p), f"{ctx.workflow_id}|{ctx.step_id}", f"{status}|{stored.version}")
 
 
 def undo(ctx: StepContext) -> dict:

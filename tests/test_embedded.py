@@ -17,9 +17,7 @@ from engine.errors import ConfigurationError
 
 
 def client(info: ServerInfo) -> redis.Redis:
-    return redis.Redis.from_url(
-        info.url, protocol=2, decode_responses=True, socket_timeout=2, socket_connect_timeout=2
-    )
+    return redis.Redis.from_url(info.url, protocol=2, decode_responses=True, socket_timeout=2, socket_connect_timeout=2)
 
 
 def recorded(home: Path) -> dict:
@@ -58,7 +56,7 @@ def test_start_serves_with_aof_on(tmp_path: Path, servers: list[EmbeddedRedis]) 
     assert r.ping()
     assert r.config_get("appendonly") == {"appendonly": "yes"}
     assert r.config_get("appendfsync") == {"appendfsync": "everysec"}
-    assert r.config_get("save") == {"save": "900 1 300 10 60 10000"}
+    assert r.config_get("save") == {"save": "3600 1 900 100"}
     assert r.config_get("maxmemory-policy") == {"maxmemory-policy": "noeviction"}
     r.set("k", "v")
     assert (Path(info.data_dir) / "appendonly.aof").stat().st_size > 0

@@ -523,6 +523,13 @@ class WorkflowInstance:
 
     # ------------------------------------------------------------------ snapshot
     def to_dict(self) -> dict[str, Any]:
+        data = self.snapshot()
+        data["steps"] = [s.to_dict() for s in self.steps]
+        return data
+
+    def snapshot(self) -> dict[str, Any]:
+        """``to_dict()`` with the steps left as StepExecution dataclasses, for an encoder that
+        serialises dataclasses natively (orjson): the snapshot is written at every step."""
         return {
             "workflow_id": self.workflow_id,
             "workflow_type": self.workflow_type,
@@ -532,7 +539,7 @@ class WorkflowInstance:
             "correlation_id": self.correlation_id,
             "input": self.input,
             "resources": self.resources,
-            "steps": [s.to_dict() for s in self.steps],
+            "steps": self.steps,
             "compensation_stack": list(self.compensation_stack),
             # Shallow copies suffice: events only ever replace top-level values, never mutate nested ones.
             "context": {

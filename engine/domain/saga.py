@@ -8,8 +8,8 @@ interrupted (a worker died or lost its lease): they are recovered.
 from __future__ import annotations
 
 from collections.abc import Collection
-from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import NamedTuple
 
 from engine.domain.instance import WorkflowInstance
 from engine.domain.status import StepStatus, WorkflowStatus
@@ -31,13 +31,11 @@ class Action(StrEnum):
     DONE = "done"
 
 
-@dataclass(frozen=True)
-class Decision:
+class Decision(NamedTuple):
     action: Action
     steps: tuple[str, ...] = ()
     until: float | None = None
     reason: str = ""
-    extra: dict = field(default_factory=dict)
 
 
 def decide(inst: WorkflowInstance, now: float, inflight: Collection[str] = ()) -> Decision:
@@ -63,33 +61,43 @@ def decide(inst: WorkflowInstance, now: float, inflight: Collection[str] = ()) -
         if inflight:
             return Decision(Action.WAIT_INFLIGHT, until=inst.deadline, reason="paused; in-flight steps finish")
         return Decision(Action.WAIT, until=inst.deadline, reason="paused")
-    interrupted = [s.step_id for s in inst.steps if s.status is StepStatus.RUNNING and s.step_id not in inflight]
+    # One pass over the steps (this runs before every step).
+    interrupted: list[str] = []
+    failed: list[str] = []
+    ready: list[str] = []
+    next_retry: float | None = None
+    completed = 0
+    for s in inst.steps:
+        st = s.status
+        if st is StepStatus.COMPLETED:
+            completed += 1
+        elif st is StepStatus.PENDING:
+            if all(inst.step(d).status is StepStatus.COMPLETED for d in s.depends_on):
+                ready.append(s.step_id)
+        elif st is StepStatus.RUNNING:
+            if s.step_id not in inflight:
+                interrupted.append(s.step_id)
+        elif st is StepStatus.WAITING_RETRY:
+            due = s.next_attempt_at or 0.0
+            if due <= now:
+                ready.append(s.step_id)
+            else:
+                next_retry = due if next_retry is None else min(next_retry, due)
+        elif st is StepStatus.FAILED:
+            failed.append(s.step_id)
     if interrupted:
         return Decision(Action.RECOVER, steps=tuple(interrupted))
-    failed = [s.step_id for s in inst.steps if s.status is StepStatus.FAILED]
     if failed:
         if inflight:
             return Decision(Action.WAIT_INFLIGHT, until=inst.deadline, reason="failed; waiting for in-flight steps")
         step = inst.step(failed[0])
         reason = f"step {step.step_id} failed: {(step.error or {}).get('message', '')}"
         return Decision(Action.FAIL, steps=(failed[0],), reason=reason)
-    ready: list[str] = []
-    next_retry: float | None = None
-    for s in inst.steps:
-        if s.status is StepStatus.PENDING:
-            if all(inst.step(d).status is StepStatus.COMPLETED for d in s.depends_on):
-                ready.append(s.step_id)
-        elif s.status is StepStatus.WAITING_RETRY:
-            due = s.next_attempt_at or 0.0
-            if due <= now:
-                ready.append(s.step_id)
-            else:
-                next_retry = due if next_retry is None else min(next_retry, due)
     if ready:
         return Decision(Action.RUN, steps=tuple(ready))
     if inflight:
         return Decision(Action.WAIT_INFLIGHT, until=_min(next_retry, inst.deadline))
-    if all(s.status is StepStatus.COMPLETED for s in inst.steps):
+    if completed == len(inst.steps):
         return Decision(Action.COMPLETE)
     if next_retry is not None:
         return Decision(Action.WAIT, until=min(next_retry, inst.deadline), reason="retry backoff")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import time
 from dataclasses import replace
 
 import redis
@@ -14,6 +15,10 @@ from engine.persistence.codec import dumps, loads
 from engine.persistence.keys import Keys
 from engine.settings import EngineSettings
 
+LATEST_TTL_S = 1.0
+"""How long "the latest active version" of a name is cached: a start without a version does not
+pay two round trips, and an applied or (de)activated version is seen within a second everywhere."""
+
 
 class DefinitionRepository:
     def __init__(self, client: redis.Redis, settings: EngineSettings):
@@ -21,6 +26,7 @@ class DefinitionRepository:
         self.keys = Keys(settings.key_prefix)
         self._save = client.register_script(scripts.SAVE_DEFINITION)
         self._cache: dict[str, WorkflowDefinition] = {}
+        self._latest: dict[str, tuple[float, WorkflowDefinition]] = {}
 
     def save(self, definition: WorkflowDefinition) -> tuple[WorkflowDefinition, bool]:
         """Store a definition. Without a version it gets the next one, unless the latest has the
@@ -36,6 +42,7 @@ class DefinitionRepository:
             args=[definition.name, definition.version or 0, dumps(data), digest, 1 if definition.active else 0],
         )
         version, created = int(res[0]), int(res[1])
+        self._latest.pop(definition.name, None)
         if version == -1:
             raise DefinitionError(
                 [f"version {created} already exists with different content; apply it as a new version"],
@@ -64,10 +71,15 @@ class DefinitionRepository:
             if found is None:
                 raise DefinitionNotFound(name, version)
             return found
+        cached = self._latest.get(name)
+        if cached is not None and time.monotonic() - cached[0] < LATEST_TTL_S:
+            return cached[1]
         active = self.active_versions(name)
         if not active:
             raise DefinitionNotFound(name)
-        return self.find_by_name_and_version(name, max(active))  # type: ignore[return-value]
+        found = self.find_by_name_and_version(name, max(active))
+        self._latest[name] = (time.monotonic(), found)
+        return found  # type: ignore[return-value]
 
     def versions(self, name: str) -> list[int]:
         return [int(v) for v in self.r.zrange(self.keys.definition_versions(name), 0, -1)]
@@ -100,6 +112,7 @@ class DefinitionRepository:
         return out
 
     def set_active(self, name: str, version: int, active: bool) -> None:
+        self._latest.pop(name, None)
         if self.find_by_name_and_version(name, version) is None:
             raise DefinitionNotFound(name, version)
         if active:

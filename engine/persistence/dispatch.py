@@ -14,6 +14,7 @@ import redis
 
 from engine.persistence import scripts
 from engine.persistence.codec import decode_instance
+from engine.persistence.fastpath import runner_for
 from engine.persistence.keys import Keys
 from engine.persistence.workflow_repository import FLAG_TTL_MS, StoredWorkflow
 from engine.settings import EngineSettings
@@ -37,11 +38,11 @@ class Dispatch:
         self._release = client.register_script(scripts.RELEASE)
         self._exit = client.register_script(scripts.EXIT)
         self._tick = client.register_script(scripts.TICK)
+        self._fast = runner_for(client)
 
     def claim(self, dispatcher: str, now_ms: int, lease_until_ms: int, limit: int, idle_until_ms: int) -> Claim:
-        res = self._claim(
-            keys=[self.keys.sched, self.keys.idle],
-            args=[now_ms, lease_until_ms, limit, dispatcher, idle_until_ms],
+        res = self._fast.run(
+            self._claim, [self.keys.sched, self.keys.idle], [now_ms, lease_until_ms, limit, dispatcher, idle_until_ms]
         )
         n = int(res[0])
         if n == 0:
@@ -51,14 +52,16 @@ class Dispatch:
 
     def acquire(self, ids: Sequence[str], owner: str, lease_until_ms: int) -> dict[str, StoredWorkflow]:
         """Take the lease of claimed workflows (one pipelined round trip); bumps each fence."""
-        pipe = self.r.pipeline(transaction=False)
-        for wid in ids:
-            self._acquire(keys=[self.keys.state(wid), self.keys.sched], args=[wid, owner, lease_until_ms], client=pipe)
+        k = self.keys
+        replies = self._fast.run_many(
+            [(self._acquire, [k.state(wid), k.sched, k.events(wid)], [wid, owner, lease_until_ms]) for wid in ids]
+        )
         out = {}
-        for wid, res in zip(ids, pipe.execute(), strict=True):
+        for wid, res in zip(ids, replies, strict=True):
             if int(res[0]) == 0:
                 continue
-            out[wid] = StoredWorkflow(decode_instance(res[2]), int(res[1]), int(res[0]), owner, lease_until_ms)
+            inst = decode_instance(res[2], res[4:])
+            out[wid] = StoredWorkflow(inst, int(res[1]), int(res[0]), owner, lease_until_ms, int(res[3]))
         return out
 
     def renew(self, leases: dict[str, int], lease_until_ms: int) -> set[str]:

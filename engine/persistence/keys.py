@@ -7,6 +7,7 @@ each key is noted beside its builder.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 
 @dataclass(frozen=True)
@@ -21,18 +22,25 @@ class Keys:
         return f"{self.prefix}:{{wf:{wid}}}:events"
 
     # --- global
-    @property
+    @cached_property
     def feed(self) -> str:  # STREAM every workflow's events (wf, v, t, d), capped
         return f"{self.prefix}:feed"
 
-    @property
+    @cached_property
     def sched(self) -> str:  # ZSET workflow id -> epoch ms when a worker should next look at it
         return f"{self.prefix}:sched"
 
     def by_status(self, status: str) -> str:  # ZSET workflow id -> created ms
-        return f"{self.prefix}:idx:status:{status}"
+        key = self._status_keys.get(status)
+        if key is None:
+            key = self._status_keys[status] = f"{self.prefix}:idx:status:{status}"
+        return key
 
-    @property
+    @cached_property
+    def _status_keys(self) -> dict[str, str]:
+        return {}
+
+    @cached_property
     def all_workflows(self) -> str:  # ZSET workflow id -> created ms
         return f"{self.prefix}:idx:all"
 
@@ -42,7 +50,7 @@ class Keys:
     def by_correlation(self, correlation_id: str) -> str:  # ZSET workflow id -> created ms
         return f"{self.prefix}:idx:corr:{correlation_id}"
 
-    @property
+    @cached_property
     def attention(self) -> str:  # ZSET workflow id -> ms when it started needing an operator
         return f"{self.prefix}:idx:attention"
 
@@ -53,35 +61,35 @@ class Keys:
         return f"{self.prefix}:lock:{resource}"
 
     # --- dispatch
-    @property
+    @cached_property
     def idle(self) -> str:  # ZSET dispatcher id -> ms until which it waits on the wake list
         return f"{self.prefix}:dispatch:idle"
 
-    @property
+    @cached_property
     def wake(self) -> str:  # LIST wake tokens for idle dispatchers
         return f"{self.prefix}:dispatch:wake"
 
-    @property
+    @cached_property
     def queued(self) -> str:  # STRING set while a dispatch job is queued but not started (PX)
         return f"{self.prefix}:dispatch:queued"
 
-    @property
+    @cached_property
     def workers(self) -> str:  # ZSET worker name -> ms of its last heartbeat
         return f"{self.prefix}:workers"
 
     # --- definitions
-    @property
+    @cached_property
     def definitions(self) -> str:  # HASH "name:version" -> definition JSON
         return f"{self.prefix}:defs"
 
     def definition_versions(self, name: str) -> str:  # ZSET version -> version
         return f"{self.prefix}:defs:versions:{name}"
 
-    @property
+    @cached_property
     def definition_hashes(self) -> str:  # HASH "name:version" -> content hash
         return f"{self.prefix}:defs:hash"
 
-    @property
+    @cached_property
     def active_definitions(self) -> str:  # SET "name:version" of active versions
         return f"{self.prefix}:defs:active"
 
@@ -93,11 +101,11 @@ class Keys:
     def stats(self, bucket_start: int) -> str:  # HASH metric|bucket -> count, per interval (TTL)
         return f"{self.prefix}:stats:{bucket_start}"
 
-    @property
+    @cached_property
     def stats_index(self) -> str:  # ZSET interval start -> interval start
         return f"{self.prefix}:stats:index"
 
-    @property
+    @cached_property
     def queue_name(self) -> str:
         """The RQ queue that carries dispatch jobs (RQ adds its own ``rq:`` keys)."""
         return self.prefix

@@ -36,7 +36,7 @@ if ARGV[8] == '1' then
   if existing then return {0, existing, 0} end
 end
 if redis.call('EXISTS', KEYS[1]) == 1 then return {-1, ARGV[1], 0} end
-redis.call('HSET', KEYS[1], 'v', ARGV[13], 'fence', 0, 'snap', ARGV[2], 'status', 'CREATED',
+redis.call('HSET', KEYS[1], 'v', ARGV[13], 'sv', ARGV[13], 'fence', 0, 'snap', ARGV[2], 'status', 'CREATED',
   'type', ARGV[10], 'created', ARGV[5], 'updated', ARGV[6], 'corr', ARGV[11], 'lease_until', 0)
 redis.call('XADD', KEYS[2], '*', 'v', ARGV[13], 't', ARGV[4], 'd', ARGV[3])
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[7], '*', 'wf', ARGV[1], 'v', ARGV[13], 't', ARGV[4], 'd', ARGV[3])
@@ -63,6 +63,7 @@ COMMIT = (
 --       8 idle, 9 wake, 10 queued flag, 11.. semantic lock keys
 -- ARGV: 1 wid, 2 mode ('run' | 'ctl'), 3 fence, 4 expected version, 5 snapshot, 6 new status,
 --       7 old status, 8 sched op ('keep' | 'set' | 'del' | 'wake'), 9 sched score ms, 10 now ms,
+--       (5: '' keeps the stored snapshot: readers replay the events after its version 'sv')
 --       11 feed maxlen, 12 created ms, 13 attention ('1' | '0' | ''), 14 lock op ('none' |
 --       'acquire' | 'release'), 15 flag ttl ms, 16 event count, then (type, json) per event
 -- Returns {1, enqueue} | {-1, stored version} conflict | {-2, stored fence} lease lost |
@@ -84,7 +85,11 @@ elseif ARGV[14] == 'release' then
 end
 local n = tonumber(ARGV[16])
 local v = tonumber(ARGV[4])
-redis.call('HSET', KEYS[1], 'v', v + n, 'snap', ARGV[5], 'status', ARGV[6], 'updated', ARGV[10])
+if ARGV[5] ~= '' then
+  redis.call('HSET', KEYS[1], 'v', v + n, 'sv', v + n, 'snap', ARGV[5], 'status', ARGV[6], 'updated', ARGV[10])
+else
+  redis.call('HSET', KEYS[1], 'v', v + n, 'status', ARGV[6], 'updated', ARGV[10])
+end
 for i = 1, n do
   local t = ARGV[15 + 2 * i]
   local d = ARGV[16 + 2 * i]
@@ -137,17 +142,39 @@ return out
 """
 
 ACQUIRE = """
--- KEYS: 1 state, 2 sched
+-- KEYS: 1 state, 2 sched, 3 events
 -- ARGV: 1 wid, 2 owner, 3 lease until ms
--- Returns {fence, version, snapshot} or {0} when the workflow no longer exists
+-- Returns {fence, version, snapshot, snapshot version, tail entries newest first...} or {0} when the
+-- workflow no longer exists. The tail is the events after the snapshot.
 if redis.call('EXISTS', KEYS[1]) == 0 then
   redis.call('ZREM', KEYS[2], ARGV[1])
   return {0}
 end
 local fence = redis.call('HINCRBY', KEYS[1], 'fence', 1)
 redis.call('HSET', KEYS[1], 'owner', ARGV[2], 'lease_until', ARGV[3])
-local st = redis.call('HMGET', KEYS[1], 'v', 'snap')
-return {fence, st[1], st[2]}
+local st = redis.call('HMGET', KEYS[1], 'v', 'snap', 'sv')
+local out = {fence, st[1], st[2], st[3] or st[1]}
+local behind = tonumber(st[1]) - tonumber(st[3] or st[1])
+if behind > 0 then
+  local tail = redis.call('XREVRANGE', KEYS[3], '+', '-', 'COUNT', behind)
+  for i = 1, #tail do out[#out + 1] = tail[i][2] end
+end
+return out
+"""
+
+READ = """
+-- KEYS: 1 state, 2 events
+-- Returns {} for an unknown workflow, else {version, snapshot, snapshot version, fence, owner,
+-- lease until, tail entries newest first...}: atomically, so no commit slips between the two.
+local st = redis.call('HMGET', KEYS[1], 'v', 'snap', 'sv', 'fence', 'owner', 'lease_until')
+if not st[1] then return {} end
+local out = {st[1], st[2], st[3] or st[1], st[4] or '0', st[5] or '', st[6] or '0'}
+local behind = tonumber(st[1]) - tonumber(st[3] or st[1])
+if behind > 0 then
+  local tail = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', behind)
+  for i = 1, #tail do out[#out + 1] = tail[i][2] end
+end
+return out
 """
 
 RENEW = """

@@ -15,9 +15,10 @@ import redis
 from engine.domain.events import DomainEvent
 from engine.domain.instance import WorkflowInstance
 from engine.domain.status import WorkflowStatus
-from engine.errors import ConcurrencyConflict, LeaseLost, WorkflowNotFound
+from engine.errors import ConcurrencyConflict, EngineError, LeaseLost, WorkflowNotFound
 from engine.persistence import scripts
-from engine.persistence.codec import decode_event, decode_instance, dumps, encode_instance, loads
+from engine.persistence.codec import decode_event, decode_instance, encode_event, encode_instance, loads
+from engine.persistence.fastpath import runner_for
 from engine.persistence.keys import Keys
 from engine.settings import EngineSettings
 
@@ -44,12 +45,30 @@ class CommitResult:
 
 
 @dataclass(frozen=True)
+class CommitRequest:
+    """One workflow's commit: its events (already applied to ``inst``) and how to reschedule it."""
+
+    inst: WorkflowInstance
+    events: list[DomainEvent]
+    expected_version: int
+    old_status: WorkflowStatus
+    now_ms: int
+    fence: int | None = None
+    sched: str = "keep"
+    sched_at_ms: int = 0
+    lock: str = "none"
+    write_snapshot: bool = True
+
+
+@dataclass(frozen=True)
 class StoredWorkflow:
     instance: WorkflowInstance
     version: int
     fence: int
     owner: str | None
     lease_until_ms: int
+    snapshot_version: int = 0
+    """Version of the last written snapshot (events after it are replayed on read)."""
 
 
 @dataclass(frozen=True)
@@ -65,6 +84,8 @@ class WorkflowRepository:
         self.keys = Keys(settings.key_prefix)
         self._create = client.register_script(scripts.CREATE)
         self._commit = client.register_script(scripts.COMMIT)
+        self._read_script = client.register_script(scripts.READ)
+        self._fast = runner_for(client)
 
     # ------------------------------------------------------------------ writes
     def create(
@@ -77,8 +98,9 @@ class WorkflowRepository:
         (created,) = inst.take_pending()
         k = self.keys
         wid = inst.workflow_id
-        res = self._create(
-            keys=[
+        res = self._fast.run(
+            self._create,
+            [
                 k.state(wid),
                 k.events(wid),
                 k.feed,
@@ -92,10 +114,10 @@ class WorkflowRepository:
                 k.wake,
                 k.queued,
             ],
-            args=[
+            [
                 wid,
                 encode_instance(inst),
-                dumps(created.to_dict()),
+                encode_event(created),
                 created.TYPE,
                 int(inst.created_at * 1000),
                 now_ms,
@@ -131,62 +153,111 @@ class WorkflowRepository:
 
         With ``fence`` the caller is the worker holding the lease; without, a control action.
         """
+        request = CommitRequest(
+            inst, list(events), expected_version, old_status, now_ms, fence, sched, sched_at_ms, lock
+        )
+        result = self.commit_many([request])[0]
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    def commit_many(self, requests: Sequence[CommitRequest]) -> list[CommitResult | EngineError]:
+        """Several commits (of different workflows) in one round trip; each succeeds or fails alone,
+        its failure returned in its place (ConcurrencyConflict, LeaseLost, WorkflowNotFound)."""
+        calls = [(self._commit, *self._commit_call(r)) for r in requests]
+        replies = self._fast.run_many(calls, raise_errors=False)
+        return [self._commit_result(r, reply) for r, reply in zip(requests, replies, strict=True)]
+
+    # Pipelined commits: a worker sends one saga's commit and works on another saga while the reply
+    # travels. Replies come back in the order the commits were sent.
+    def send_commit(self, request: CommitRequest) -> None:
+        self._fast.send(self._commit, *self._commit_call(request))
+
+    def receive_commit(self, request: CommitRequest) -> CommitResult | EngineError:
+        """The result of the oldest commit sent; raises ResendNeeded if it must be sent again."""
+        return self._commit_result(request, self._fast.receive(self._commit))
+
+    def reset_pipeline(self) -> None:
+        self._fast.reset_pipeline()
+
+    def _commit_call(self, r: CommitRequest) -> tuple[list[str], list[Any]]:
         k = self.keys
+        inst = r.inst
         wid = inst.workflow_id
         keys = [
             k.state(wid),
             k.events(wid),
             k.feed,
             k.sched,
-            k.by_status(old_status.value),
-            k.by_status(inst.status.value),
+            k.by_status(r.old_status),
+            k.by_status(inst.status),
             k.attention,
             k.idle,
             k.wake,
             k.queued,
         ]
-        if lock != "none":
+        if r.lock != "none":
             keys.extend(k.lock(res) for res in inst.resources)
         args: list[Any] = [
             wid,
-            "run" if fence is not None else "ctl",
-            fence if fence is not None else "",
-            expected_version,
-            encode_instance(inst),
-            inst.status.value,
-            old_status.value,
-            sched,
-            sched_at_ms,
-            now_ms,
+            "run" if r.fence is not None else "ctl",
+            r.fence if r.fence is not None else "",
+            r.expected_version,
+            encode_instance(inst) if r.write_snapshot else "",
+            inst.status,
+            r.old_status,
+            r.sched,
+            r.sched_at_ms,
+            r.now_ms,
             self.settings.feed_maxlen,
             int(inst.created_at * 1000),
             "1" if inst.requires_attention else "0",
-            lock,
+            r.lock,
             FLAG_TTL_MS,
-            len(events),
+            len(r.events),
         ]
-        for e in events:
+        for e in r.events:
             args.append(e.TYPE)
-            args.append(dumps(e.to_dict()))
-        res = self._commit(keys=keys, args=args)
-        code = int(res[0])
+            args.append(encode_event(e))
+        return keys, args
+
+    @staticmethod
+    def _commit_result(r: CommitRequest, reply: Any) -> CommitResult | EngineError:
+        if isinstance(reply, Exception):
+            raise reply  # a Redis error (script bug, OOM): not a per-saga outcome
+        wid = r.inst.workflow_id
+        code = int(reply[0])
         if code == 1:
-            return CommitResult(version=expected_version + len(events), enqueue=bool(int(res[1])))
+            return CommitResult(version=r.expected_version + len(r.events), enqueue=bool(int(reply[1])))
         if code == -1:
-            raise ConcurrencyConflict(f"workflow {wid} changed (stored version {res[1]}, expected {expected_version})")
+            return ConcurrencyConflict(
+                f"workflow {wid} changed (stored version {reply[1]}, expected {r.expected_version})"
+            )
         if code == -2:
-            raise LeaseLost(f"workflow {wid} is owned by another worker now (fence {res[1]}, ours {fence})")
+            return LeaseLost(f"workflow {wid} is owned by another worker now (fence {reply[1]}, ours {r.fence})")
         if code == -3:
-            raise WorkflowNotFound(wid)
-        return CommitResult(version=expected_version, lock_holder=res[1], lock_key=res[2])
+            return WorkflowNotFound(wid)
+        return CommitResult(version=r.expected_version, lock_holder=reply[1], lock_key=reply[2])
 
     # ------------------------------------------------------------------ reads
     def load(self, wid: str) -> StoredWorkflow:
-        raw = self.r.hmget(self.keys.state(wid), "snap", "v", "fence", "owner", "lease_until")
-        if raw[0] is None:
+        """The workflow as stored: its last snapshot with the events committed after it applied."""
+        (stored,) = self._read([wid])
+        if stored is None:
             raise WorkflowNotFound(wid)
-        inst = decode_instance(raw[0])
-        return StoredWorkflow(inst, int(raw[1]), int(raw[2] or 0), raw[3], int(raw[4] or 0))
+        return stored
+
+    def _read(self, ids: Sequence[str]) -> list[StoredWorkflow | None]:
+        replies = self._fast.run_many([(self._read_script, [self.keys.state(w), self.keys.events(w)], []) for w in ids])
+        out: list[StoredWorkflow | None] = []
+        for reply in replies:
+            if not reply:
+                out.append(None)
+                continue
+            inst = decode_instance(reply[1], reply[6:])
+            out.append(StoredWorkflow(inst, int(reply[0]), int(reply[3]), reply[4] or None, int(reply[5]),
+                                      int(reply[2])))  # fmt: skip
+        return out
 
     def find_by_id(self, wid: str) -> WorkflowInstance | None:
         try:
@@ -195,18 +266,19 @@ class WorkflowRepository:
             return None
 
     def snapshot(self, wid: str) -> dict[str, Any]:
-        raw = self.r.hget(self.keys.state(wid), "snap")
-        if raw is None:
-            raise WorkflowNotFound(wid)
-        return loads(raw)
+        return self.load(wid).instance.to_dict()
 
     def snapshots(self, ids: Sequence[str]) -> list[dict[str, Any]]:
         if not ids:
             return []
-        pipe = self.r.pipeline(transaction=False)
-        for wid in ids:
-            pipe.hget(self.keys.state(wid), "snap")
-        return [loads(raw) for raw in pipe.execute() if raw is not None]
+        return [s.instance.to_dict() for s in self._read(ids) if s is not None]
+
+    def stored_snapshot(self, wid: str) -> tuple[dict[str, Any], int]:
+        """The last written snapshot as it is in Redis, and the version it reflects."""
+        raw, sv, v = self.r.hmget(self.keys.state(wid), "snap", "sv", "v")
+        if raw is None:
+            raise WorkflowNotFound(wid)
+        return loads(raw), int(sv or v)
 
     def status_of(self, wid: str) -> WorkflowStatus:
         raw = self.r.hget(self.keys.state(wid), "status")
@@ -306,7 +378,7 @@ class WorkflowRepository:
         rows = self.r.xrange(self.keys.events(wid), min=after if after == "-" else f"({after}", count=count)
         if not rows and not self.r.exists(self.keys.state(wid)):
             raise WorkflowNotFound(wid)
-        return [(entry_id, int(fields["v"]), decode_event(fields["d"])) for entry_id, fields in rows]
+        return [(entry_id, int(fields["v"]), decode_event(fields["t"], fields["d"])) for entry_id, fields in rows]
 
     def event_versions(self, wid: str) -> list[int]:
         return [int(fields["v"]) for _, fields in self.r.xrange(self.keys.events(wid))]

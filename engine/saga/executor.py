@@ -48,13 +48,18 @@ class StepExecutor:
         """Tasks queued and not yet taken by a thread; each needs an idle thread of its own."""
         self._lock = threading.Lock()
         self._armed = False
+        self._alarm_handler = self._on_alarm
+        self._alarm_installed = False
 
     # ---------------------------------------------------------------- inline
     def can_run_inline(self) -> bool:
         return threading.current_thread() is threading.main_thread() and hasattr(signal, "setitimer")
 
     def run_inline(self, fn: Callable[[], Any], timeout: float) -> Outcome:
-        previous = signal.signal(signal.SIGALRM, self._on_alarm)
+        # The handler stays installed between steps: arming the timer is all a step pays for.
+        if not self._alarm_installed:
+            signal.signal(signal.SIGALRM, self._alarm_handler)
+            self._alarm_installed = True
         start = time.perf_counter()
         try:
             self._armed = True
@@ -74,8 +79,6 @@ class StepExecutor:
             )
         except Exception as exc:
             return Outcome(False, None, exc, time.perf_counter() - start)
-        finally:
-            signal.signal(signal.SIGALRM, previous)
 
     def _on_alarm(self, signum, frame):
         if self._armed:

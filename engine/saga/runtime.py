@@ -14,7 +14,7 @@ import threading
 import time
 import uuid
 
-from engine.errors import ConsistencyUnavailable, EngineError, LeaseLost
+from engine.errors import ConsistencyUnavailable, EngineError
 from engine.integration.python_handlers import HandlerResolver, PythonHandlerPort
 from engine.persistence.connection import connect, server_version
 from engine.persistence.definition_repository import DefinitionRepository
@@ -85,6 +85,7 @@ class Runtime:
             resolve_custom=self.resolver.resolve,
             stopping=self.draining.is_set,
             lock_retry_seconds=settings.lock_retry_seconds,
+            pipeline_depth=settings.pipeline_depth,
         )
 
     # ------------------------------------------------------------------ dispatch
@@ -130,27 +131,23 @@ class Runtime:
 
     def _advance_batch(self, ids: list[str], lease_until_ms: int) -> int:
         stored = self.dispatch.acquire(ids, self.name, lease_until_ms)
-        done = 0
-        for wid in ids:
-            sw = stored.get(wid)
-            if sw is None:
-                continue
-            if self.draining.is_set():
-                self.dispatch.release(wid, sw.fence, ms())
-                continue
-            try:
-                self.service.advance(sw)
-                done += 1
-            except LeaseLost as exc:
-                log.warning("%s", exc)
-            except Exception:
-                # An engine-side failure (missing definition, Redis error): retry later, never spin.
-                log.exception("advancing workflow %s failed; it will be retried", wid)
+        if self.draining.is_set():
+            for sw in stored.values():
+                self.dispatch.release(sw.instance.workflow_id, sw.fence, ms())
+            return 0
+        try:
+            return self.service.advance_many([stored[wid] for wid in ids if wid in stored])
+        except Exception:
+            # An engine-side failure (a Redis error, a bug): hand back what this worker still holds,
+            # to be retried shortly; never spin on it.
+            log.exception("advancing workflows failed; they will be retried")
+            for wid, fence in self.leases.snapshot().items():
                 try:
-                    self.dispatch.release(wid, sw.fence, ms() + 5000)
+                    self.dispatch.release(wid, fence, ms() + 5000)
                 except Exception:
                     log.exception("could not hand back workflow %s", wid)
-        return done
+                self.leases.drop(wid)
+            return 0
 
     # ------------------------------------------------------------------ background
     def start_background(self) -> None:

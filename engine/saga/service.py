@@ -12,7 +12,8 @@ import queue
 import random
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections import deque
+from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,7 +23,7 @@ from engine.domain import events as ev
 from engine.domain.definition import StepDefinition, WorkflowDefinition
 from engine.domain.instance import WorkflowInstance
 from engine.domain.policies import ActionRef, RetryPolicy, compensation_budget
-from engine.domain.saga import Action, decide
+from engine.domain.saga import Action, Decision, decide
 from engine.domain.status import (
     BackoffStrategy,
     CompensationType,
@@ -33,21 +34,36 @@ from engine.domain.status import (
 from engine.errors import (
     ConcurrencyConflict,
     ConfigurationError,
-    DefinitionError,
     IllegalTransition,
+    LeaseLost,
     StepError,
 )
 from engine.persistence.codec import is_json_value
 from engine.persistence.definition_repository import DefinitionRepository
-from engine.persistence.workflow_repository import CreateResult, StoredWorkflow, WorkflowRepository
+from engine.persistence.fastpath import ResendNeeded
+from engine.persistence.workflow_repository import (
+    CommitRequest,
+    CommitResult,
+    CreateResult,
+    StoredWorkflow,
+    WorkflowRepository,
+)
 from engine.ports import ServiceIntegrationPort, StepContext
 from engine.saga.executor import Outcome, Pending, StepExecutor
 from engine.stats import StatsRecorder
 
 log = logging.getLogger(__name__)
 
+_BACKWARD = frozenset(
+    {Action.BEGIN_COMPENSATION, Action.COMPENSATE, Action.COMPENSATION_TIMEOUT, Action.FINISH_COMPENSATION}
+)
+
 EVENTUAL_FLUSH_EVERY = 32
 """EVENTUAL sagas persist lazily: at waits, at the end, and at least every this many events."""
+PERSISTENCE_PROBE_EVERY = 8
+"""With commits pipelined, one in this many is sent alone and timed for the persistence SLA."""
+SNAPSHOT_EVERY = 16
+"""Most events a reader replays on top of the stored snapshot."""
 
 
 def fast_copy(value: Any) -> Any:
@@ -80,8 +96,15 @@ class SagaExecution:
     version: int
     old_status: WorkflowStatus
     buffered: list[ev.DomainEvent] = field(default_factory=list)
+    snapshot_version: int = 0
     inflight: dict[str, Pending] = field(default_factory=dict)
     notify: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)
+
+    def __post_init__(self) -> None:
+        self._step_defs = {s.id: s for s in self.definition.steps}
+
+    def step_def(self, sid: str) -> StepDefinition:
+        return self._step_defs[sid]
 
     @property
     def locked(self) -> bool:
@@ -119,6 +142,7 @@ class SagaCoordinatorService:
         rng: random.Random | None = None,
         stopping: Callable[[], bool] = lambda: False,
         lock_retry_seconds: float = 0.2,
+        pipeline_depth: int = 2,
     ):
         self.repo = repo
         self.definitions = definitions
@@ -133,6 +157,8 @@ class SagaCoordinatorService:
         self.rng = rng or random.Random()
         self.stopping = stopping
         self.lock_retry_seconds = lock_retry_seconds
+        self.pipeline_depth = max(1, pipeline_depth)
+        self._commits = 0
 
     # ================================================================== start
     def start_saga(
@@ -192,100 +218,191 @@ class SagaCoordinatorService:
 
     # ================================================================== advance
     def advance(self, stored: StoredWorkflow) -> None:
-        """Run a claimed saga as far as it can go now; returns once it waits, ends or is handed back."""
-        inst = stored.instance
-        definition = self.definitions.find_by_name_and_version(inst.workflow_type, inst.definition_version)
-        if definition is None:
-            raise DefinitionError([f"definition {inst.workflow_type}:{inst.definition_version} is missing"])
-        ex = SagaExecution(inst, definition, stored.fence, stored.version, inst.status)
-        self.leases.hold(inst.workflow_id, stored.fence)
-        try:
-            self._loop(ex)
-        finally:
-            self.leases.drop(inst.workflow_id)
+        """Run one claimed saga as far as it can go now."""
+        self.advance_many([stored])
 
-    def _loop(self, ex: SagaExecution) -> None:
+    def advance_many(self, batch: Sequence[StoredWorkflow]) -> int:
+        """Run claimed sagas as far as each can go now. Returns how many were advanced.
+
+        Each saga is a generator (``_run``) that yields a CommitRequest and is resumed with its
+        result, or has the per-saga error (conflict, lost lease) thrown into it. Up to
+        ``pipeline_depth`` commits are in flight: while one saga's commit travels to Redis and
+        back, the worker runs another saga's step, so it does not sit idle for the round trip,
+        and each commit is still sent the moment it is ready."""
+        ready: deque[tuple[str, Generator, Any]] = deque()
+        for stored in batch:
+            inst = stored.instance
+            definition = self.definitions.find_by_name_and_version(inst.workflow_type, inst.definition_version)
+            if definition is None:
+                log.error(
+                    "workflow %s: definition %s:%s is missing",
+                    inst.workflow_id,
+                    inst.workflow_type,
+                    inst.definition_version,
+                )
+                continue
+            ex = SagaExecution(
+                inst, definition, stored.fence, stored.version, inst.status, snapshot_version=stored.snapshot_version
+            )
+            self.leases.hold(inst.workflow_id, stored.fence)
+            ready.append((inst.workflow_id, self._run(ex), None))
+        advanced = len(ready)
+        inflight: deque[tuple[str, Generator, CommitRequest]] = deque()
+        try:
+            while ready or inflight:
+                while ready and len(inflight) < self.pipeline_depth:
+                    wid, gen, value = ready.popleft()
+                    request = self._resume(wid, gen, value)
+                    if request is None:
+                        continue
+                    self._commits += 1
+                    if self.pipeline_depth == 1 or self._commits % PERSISTENCE_PROBE_EVERY == 0:
+                        # Timed on its own: with other commits in flight, the time to a reply would
+                        # include this worker's work on other sagas, which is not persistence.
+                        while inflight:
+                            ready.append(self._receive(inflight))
+                        started = time.perf_counter()
+                        self.repo.send_commit(request)
+                        inflight.append((wid, gen, request))
+                        result = self._receive(inflight)
+                        self.stats.observe("state_persistence", time.perf_counter() - started)
+                        ready.appendleft(result)
+                    else:
+                        self.repo.send_commit(request)
+                        inflight.append((wid, gen, request))
+                if inflight:
+                    ready.appendleft(self._receive(inflight))
+        except BaseException:
+            # Replies may be left unread on the pipelined connection: it cannot be trusted any more.
+            self.repo.reset_pipeline()
+            raise
+        return advanced
+
+    def _receive(self, inflight: deque) -> tuple[str, Generator, Any]:
+        """The result of the oldest commit in flight, sent again as long as its script must be loaded."""
+        while True:
+            wid, gen, request = inflight[0]
+            try:
+                result = self.repo.receive_commit(request)
+            except ResendNeeded:
+                inflight.popleft()
+                self.repo.send_commit(request)
+                inflight.append((wid, gen, request))
+                continue
+            inflight.popleft()
+            return wid, gen, result
+
+    def _resume(self, wid: str, gen: Generator, value: Any) -> CommitRequest | None:
+        """Run a saga up to its next commit; None once it is done (or fenced out)."""
+        try:
+            return gen.throw(value) if isinstance(value, Exception) else gen.send(value)
+        except StopIteration:
+            self.leases.drop(wid)
+        except LeaseLost as exc:
+            log.warning("%s", exc)
+            self.leases.drop(wid)
+        except Exception:
+            self.leases.drop(wid)
+            raise
+        return None
+
+    def _run(self, ex: SagaExecution) -> Generator[CommitRequest, Any, None]:
+        """The saga's life while this worker holds it: decide, act, commit; until it waits or ends."""
         while True:
             now = self.clock()
             t_decide = time.perf_counter()
             d = decide(ex.inst, now, ex.inflight)
-            a = d.action
-            if a is Action.DONE:
+            if d.action is Action.DONE:
                 if ex.buffered:
-                    self._flush(ex, sched="del")
+                    yield from self._flush(ex, sched="del")
                 return
-            if self.stopping() and not ex.inflight and a in (Action.RUN, Action.COMPENSATE):
+            if self.stopping() and not ex.inflight and d.action in (Action.RUN, Action.COMPENSATE):
                 # Warm shutdown: hand the saga back, runnable at once by another worker.
-                if self._flush(ex, sched="set", at_ms=int(now * 1000)):
+                if (yield from self._flush(ex, sched="set", at_ms=int(now * 1000))):
                     return
                 continue
-            if a is Action.START:
-                ex.record(ev.WorkflowStarted(ex.inst.workflow_id, now, ex.inst.workflow_type, ex.inst.correlation_id))
-                if ex.locked and not self._acquire_locks(ex, now):
-                    return
-                continue
-            if a is Action.RUN:
-                self._start_steps(ex, d.steps, now)
-                persist = ex.inst.consistency.persists_before_each_step or len(ex.buffered) >= EVENTUAL_FLUSH_EVERY
-                if persist and not self._flush(ex):
-                    continue
-                self.stats.observe("step_overhead", time.perf_counter() - t_decide)
-                self._execute(ex, d.steps)
-                continue
-            if a is Action.RECOVER:
-                self._recover(ex, d.steps, now)
-                continue
-            if a is Action.WAIT_INFLIGHT:
-                self._await_inflight(ex, d.until)
-                continue
-            if a is Action.WAIT:
-                if self._flush(ex, sched="set", at_ms=int((d.until or now) * 1000)):
-                    return
-                continue
-            if a is Action.COMPLETE:
-                ex.record(
-                    ev.WorkflowCompleted(
-                        ex.inst.workflow_id, now, now, result=_result(ex.inst), metrics=ex.inst.metrics()
-                    )
-                )
-                if self._flush(ex, sched="del", lock="release" if ex.locked else "none"):
-                    self.stats.incr(f"workflows_finished|{ex.inst.workflow_type}|completed")
-                    self.stats.observe("workflow_duration", now - ex.inst.created_at)
-                    return
-                continue
-            if a is Action.FAIL:
-                ex.record(ev.WorkflowFailed(ex.inst.workflow_id, now, d.steps[0] if d.steps else None, d.reason))
-                self._begin_compensation(ex, now, d.reason)
-                continue
-            if a is Action.TIMEOUT:
-                self._time_out(ex, now)
-                continue
-            if a is Action.BEGIN_COMPENSATION:
-                self._begin_compensation(ex, now, d.reason)
-                continue
-            if a is Action.COMPENSATION_TIMEOUT:
-                budget = (ex.inst.compensation_deadline or now) - (ex.inst.compensation_started_at or now)
-                ex.record(
-                    ev.CompensationTimeout(
-                        ex.inst.workflow_id, now, now - (ex.inst.compensation_started_at or now), budget
-                    )
-                )
-                self.stats.incr(f"compensation_timeouts|{ex.inst.workflow_type}")
-                continue
-            if a is Action.COMPENSATE:
-                self._compensate(ex, d.steps[0], now, t_decide)
-                continue
-            if a is Action.FINISH_COMPENSATION:
-                failed = list(ex.inst.failed_compensations)
-                attention = bool(failed) or ex.inst.compensation_timed_out
-                reason = ex.inst.compensation_reason or "failed"
-                ex.record(ev.WorkflowCompensated(ex.inst.workflow_id, now, reason, attention, failed))
-                if self._flush(ex, sched="del", lock="release" if ex.locked else "none"):
-                    self.stats.incr(f"workflows_finished|{ex.inst.workflow_type}|compensated")
-                    self.stats.observe("workflow_duration", now - ex.inst.created_at)
-                    return
-                continue
-            raise AssertionError(f"unhandled decision {d}")
+            if d.action in _BACKWARD:
+                finished = yield from self.execute_backward_recovery(ex, d, now, t_decide)
+            else:
+                finished = yield from self.execute_forward_recovery(ex, d, now, t_decide)
+            if finished:
+                return
+
+    def execute_forward_recovery(
+        self, ex: SagaExecution, d: Decision, now: float, t_decide: float
+    ) -> Generator[CommitRequest, Any, bool]:
+        """One forward move: start, run ready steps (retrying failed attempts with backoff), recover
+        interrupted ones, wait, complete, or give up (failure, deadline). True when the saga is
+        handed back or done."""
+        a = d.action
+        if a is Action.START:
+            ex.record(ev.WorkflowStarted(ex.inst.workflow_id, now, ex.inst.workflow_type, ex.inst.correlation_id))
+            if ex.locked:
+                return not (yield from self._acquire_locks(ex, now))
+            return False
+        if a is Action.RUN:
+            self._start_steps(ex, d.steps, now)
+            persist = ex.inst.consistency.persists_before_each_step or len(ex.buffered) >= EVENTUAL_FLUSH_EVERY
+            if persist and not (yield from self._flush(ex)):
+                return False
+            self.stats.observe("step_overhead", time.perf_counter() - t_decide)
+            self._execute(ex, d.steps)
+            return False
+        if a is Action.RECOVER:
+            yield from self._recover(ex, d.steps, now)
+            return False
+        if a is Action.WAIT_INFLIGHT:
+            self._await_inflight(ex, d.until)
+            return False
+        if a is Action.WAIT:
+            return (yield from self._flush(ex, sched="set", at_ms=int((d.until or now) * 1000)))
+        if a is Action.COMPLETE:
+            ex.record(
+                ev.WorkflowCompleted(ex.inst.workflow_id, now, now, result=_result(ex.inst), metrics=ex.inst.metrics())
+            )
+            if (yield from self._flush(ex, sched="del", lock="release" if ex.locked else "none")):
+                self.stats.incr(f"workflows_finished|{ex.inst.workflow_type}|completed")
+                self.stats.observe("workflow_duration", now - ex.inst.created_at)
+                return True
+            return False
+        if a is Action.FAIL:
+            ex.record(ev.WorkflowFailed(ex.inst.workflow_id, now, d.steps[0] if d.steps else None, d.reason))
+            self._begin_compensation(ex, now, d.reason)
+            return False
+        if a is Action.TIMEOUT:
+            self._time_out(ex, now)
+            return False
+        raise AssertionError(f"unhandled forward decision {d}")
+
+    def execute_backward_recovery(
+        self, ex: SagaExecution, d: Decision, now: float, t_decide: float
+    ) -> Generator[CommitRequest, Any, bool]:
+        """One backward move: begin compensating, compensate the top of the stack (LIFO), flag an
+        overrun of the compensation budget, or finish. True when the saga is done."""
+        a = d.action
+        if a is Action.BEGIN_COMPENSATION:
+            self._begin_compensation(ex, now, d.reason)
+            return False
+        if a is Action.COMPENSATION_TIMEOUT:
+            started = ex.inst.compensation_started_at or now
+            budget = (ex.inst.compensation_deadline or now) - started
+            ex.record(ev.CompensationTimeout(ex.inst.workflow_id, now, now - started, budget))
+            self.stats.incr(f"compensation_timeouts|{ex.inst.workflow_type}")
+            return False
+        if a is Action.COMPENSATE:
+            yield from self.compensate_step(ex, d.steps[0], now, t_decide)
+            return False
+        if a is Action.FINISH_COMPENSATION:
+            failed = list(ex.inst.failed_compensations)
+            attention = bool(failed) or ex.inst.compensation_timed_out
+            reason = ex.inst.compensation_reason or "failed"
+            ex.record(ev.WorkflowCompensated(ex.inst.workflow_id, now, reason, attention, failed))
+            if (yield from self._flush(ex, sched="del", lock="release" if ex.locked else "none")):
+                self.stats.incr(f"workflows_finished|{ex.inst.workflow_type}|compensated")
+                self.stats.observe("workflow_duration", now - ex.inst.created_at)
+                return True
+            return False
+        raise AssertionError(f"unhandled backward decision {d}")
 
     # ------------------------------------------------------------------ forward
     def _start_steps(self, ex: SagaExecution, step_ids: tuple[str, ...], now: float) -> None:
@@ -300,7 +417,7 @@ class SagaCoordinatorService:
             )
 
     def _idempotency_key(self, ex: SagaExecution, sid: str, attempt: int, phase: str = "") -> str:
-        template = ex.definition.step(sid).idempotency_key
+        template = ex.step_def(sid).idempotency_key
         suffix = f":{phase}" if phase else ""
         if template:
             try:
@@ -338,7 +455,7 @@ class SagaCoordinatorService:
         now = self.clock()
         calls = []
         for sid in step_ids:
-            sd = ex.definition.step(sid)
+            sd = ex.step_def(sid)
             se = ex.inst.step(sid)
             ctx = self._context(ex, sid, "forward", se.idempotency_key or "", se.attempt)
             timeout = max(min(sd.timeout, ex.inst.deadline - now), 0.001)
@@ -371,7 +488,7 @@ class SagaCoordinatorService:
             outcome = Outcome(
                 False, error=StepError("step output is not JSON-serialisable", retryable=False), elapsed=outcome.elapsed
             )
-        sd = ex.definition.step(sid)
+        sd = ex.step_def(sid)
         error = outcome.error
         error_type, mro, flagged = _classify(error)
         uncertain = error_type == "StepTimeout"
@@ -401,7 +518,7 @@ class SagaCoordinatorService:
             custom = self.resolve_custom(policy.custom)
         return policy.next_delay(retry_number, self.rng, custom)
 
-    def _recover(self, ex: SagaExecution, step_ids: tuple[str, ...], now: float) -> None:
+    def _recover(self, ex: SagaExecution, step_ids: tuple[str, ...], now: float) -> Generator[CommitRequest, Any, None]:
         """Steps recorded RUNNING that nobody executes: a worker died or lost its lease mid-step."""
         forward = ex.inst.status is WorkflowStatus.RUNNING
         for sid in step_ids:
@@ -410,7 +527,7 @@ class SagaCoordinatorService:
                 key = self._idempotency_key(ex, sid, se.attempt)
                 ex.record(ev.StepStarted(ex.inst.workflow_id, now, sid, se.attempt, key, se.input or {}, True))
                 self.stats.incr(f"steps|{ex.inst.workflow_type}|{sid}|recovered")
-                if ex.inst.consistency.persists_before_each_step and not self._flush(ex):
+                if ex.inst.consistency.persists_before_each_step and not (yield from self._flush(ex)):
                     return
                 self._execute(ex, (sid,))
                 return
@@ -456,8 +573,11 @@ class SagaCoordinatorService:
         )
         self.stats.incr(f"compensations_started|{ex.inst.workflow_type}")
 
-    def _compensate(self, ex: SagaExecution, sid: str, now: float, t_decide: float) -> None:
-        sd = ex.definition.step(sid)
+    def compensate_step(
+        self, ex: SagaExecution, sid: str, now: float, t_decide: float
+    ) -> Generator[CommitRequest, Any, None]:
+        """Compensate one step by its CompensationAction type (UNDO, RETRY, ALTERNATIVE, MANUAL)."""
+        sd = ex.step_def(sid)
         comp = sd.compensation
         se = ex.inst.step(sid)
         assert comp is not None
@@ -481,7 +601,7 @@ class SagaCoordinatorService:
         attempt = se.comp_attempt + 1
         key = self._idempotency_key(ex, sid, attempt, phase="compensate")
         ex.record(ev.CompensationStepStarted(wid, now, sid, attempt, via, key))
-        if ex.inst.consistency.persists_before_each_step and not self._flush(ex):
+        if ex.inst.consistency.persists_before_each_step and not (yield from self._flush(ex)):
             return
         self.stats.observe("compensation_overhead", time.perf_counter() - t_decide)
         ctx = self._context(ex, sid, "compensation", key, attempt)
@@ -518,53 +638,66 @@ class SagaCoordinatorService:
         self.stats.incr(f"compensations|{ex.inst.workflow_type}|{'retried' if will_retry else 'failed'}")
 
     # ------------------------------------------------------------------ persistence
-    def _acquire_locks(self, ex: SagaExecution, now: float) -> bool:
+    def _acquire_locks(self, ex: SagaExecution, now: float) -> Generator[CommitRequest, Any, bool]:
         """STRICT: take every declared resource lock with the start; wait and retry if one is held.
 
         False when the saga was handed back to wait for a lock."""
-        res = self._commit(ex, sched="keep", lock="acquire")
-        if res is None:
-            return True  # conflict: reloaded, the loop decides again
-        if not res.lock_busy:
-            return True
+        res = yield from self._commit(ex, lock="acquire")
+        if res is None or not res.lock_busy:
+            return True  # started (or a control action won and the saga is decided again)
         stored = self.repo.load(ex.inst.workflow_id)
         self._reset(ex, stored)
         if not ex.inst.waiting_for_lock:
             ex.record(ev.ResourceLockWaiting(ex.inst.workflow_id, now, list(ex.inst.resources), res.lock_holder or ""))
         # Handed back until the retry; if a control action won meanwhile, decide again instead.
-        return not self._flush(ex, sched="set", at_ms=int((now + self.lock_retry_seconds) * 1000))
+        return not (yield from self._flush(ex, sched="set", at_ms=int((now + self.lock_retry_seconds) * 1000)))
 
-    def _flush(self, ex: SagaExecution, sched: str = "keep", at_ms: int = 0, lock: str = "none") -> bool:
+    def _flush(
+        self, ex: SagaExecution, sched: str = "keep", at_ms: int = 0, lock: str = "none"
+    ) -> Generator[CommitRequest, Any, bool]:
         """Commit buffered events. False when a concurrent control action won: the instance was
         reloaded with this worker's step results re-applied, and the caller must decide again."""
-        res = self._commit(ex, sched=sched, at_ms=at_ms, lock=lock)
+        res = yield from self._commit(ex, sched=sched, at_ms=at_ms, lock=lock)
         return res is not None
 
-    def _commit(self, ex: SagaExecution, sched: str = "keep", at_ms: int = 0, lock: str = "none"):
+    def _commit(
+        self, ex: SagaExecution, sched: str = "keep", at_ms: int = 0, lock: str = "none"
+    ) -> Generator[CommitRequest, Any, CommitResult | None]:
         if not ex.buffered and sched == "keep" and lock == "none":
-            return _NOTHING
-        t0 = time.perf_counter()
+            return CommitResult(version=ex.version)
+        # The snapshot is written when the saga leaves this worker's hands or ends, or when the events
+        # after the last one pile up; in between, readers replay those few events on top of it.
+        new_version = ex.version + len(ex.buffered)
+        write = (
+            sched != "keep"
+            or lock != "none"
+            or ex.inst.is_terminal
+            or new_version - ex.snapshot_version >= SNAPSHOT_EVERY
+        )
+        request = CommitRequest(
+            ex.inst,
+            list(ex.buffered),
+            ex.version,
+            ex.old_status,
+            int(self.clock() * 1000),
+            ex.fence,
+            sched,
+            at_ms,
+            lock,
+            write,
+        )
         try:
-            res = self.repo.commit(
-                ex.inst,
-                ex.buffered,
-                expected_version=ex.version,
-                old_status=ex.old_status,
-                now_ms=int(self.clock() * 1000),
-                fence=ex.fence,
-                sched=sched,
-                sched_at_ms=at_ms,
-                lock=lock,
-            )
+            res = yield request
         except ConcurrencyConflict:
             self._reload_after_conflict(ex)
             return None
-        self.stats.observe("state_persistence", time.perf_counter() - t0)
         if res.lock_busy:
             return res
         if self.fsync is not None and ex.inst.consistency is ConsistencyLevel.STRICT:
             self.fsync()
         ex.version = res.version
+        if write:
+            ex.snapshot_version = res.version
         ex.old_status = ex.inst.status
         ex.buffered.clear()
         if res.enqueue:
@@ -588,22 +721,25 @@ class SagaCoordinatorService:
     def _reset(self, ex: SagaExecution, stored: StoredWorkflow) -> None:
         ex.inst = stored.instance
         ex.version = stored.version
+        ex.snapshot_version = stored.snapshot_version
         ex.old_status = stored.instance.status
         ex.buffered.clear()
         # A control action never takes the lease, so the fence is unchanged.
 
     # ================================================================== consistency
     def validate_saga_consistency(self, wid: str) -> ConsistencyReport:
-        """Replay the workflow's events and compare with the stored snapshot (seed: validateSagaConsistency)."""
+        """Replay the workflow's events and compare with what is stored (seed: validateSagaConsistency):
+        the last written snapshot must equal the replay of the events up to its version, and the
+        stored state (snapshot plus the events after it) the replay of all of them."""
         stored = self.repo.load(wid)
-        replayed = self.repo.replay(wid)
+        events = [e for _, _, e in self.repo.events(wid)]
         versions = self.repo.event_versions(wid)
-        a, b = stored.instance.to_dict(), replayed.to_dict()
-        diffs = [
-            f"{k}: stored {a.get(k)!r} != replayed {b.get(k)!r}"
-            for k in sorted(set(a) | set(b))
-            if a.get(k) != b.get(k)
-        ]
+        raw_snapshot, snapshot_version = self.repo.stored_snapshot(wid)
+        replayed = WorkflowInstance.replay(events)
+        prefix = WorkflowInstance.replay(events[:snapshot_version]).to_dict()
+        written = WorkflowInstance.from_dict(raw_snapshot).to_dict()
+        diffs = _diff("stored", stored.instance.to_dict(), "replayed", replayed.to_dict())
+        diffs += _diff(f"snapshot v{snapshot_version}", written, "replayed prefix", prefix)
         sequential = versions == list(range(1, len(versions) + 1))
         return ConsistencyReport(
             wid,
@@ -615,12 +751,9 @@ class SagaCoordinatorService:
         )
 
 
-class _Nothing:
-    lock_busy = False
-    enqueue = False
-
-
-_NOTHING = _Nothing()
+def _diff(a_name: str, a: dict, b_name: str, b: dict) -> list[str]:
+    keys = sorted(set(a) | set(b))
+    return [f"{k}: {a_name} {a.get(k)!r} != {b_name} {b.get(k)!r}" for k in keys if a.get(k) != b.get(k)]
 
 
 def new_workflow_id() -> str:
