@@ -211,7 +211,8 @@ class WorkflowRepository:
             r.now_ms,
             self.settings.feed_maxlen,
             int(inst.created_at * 1000),
-            "1" if inst.requires_attention else "0",
+            # The attention index changes only with the status (or an operator's retry): skip it otherwise.
+            "1" if inst.requires_attention else ("0" if inst.status != r.old_status else ""),
             r.lock,
             FLAG_TTL_MS,
             len(r.events),
