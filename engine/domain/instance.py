@@ -221,9 +221,6 @@ class WorkflowInstance:
         extra = [s.step_id for s in self.steps if s.status is StepStatus.WAITING_RETRY and s.uncertain]
         return [*self.compensation_stack, *extra]
 
-    def running_steps(self) -> list[StepExecution]:
-        return [s for s in self.steps if s.status is StepStatus.RUNNING]
-
     def last_executed_step(self) -> str | None:
         done = [s for s in self.steps if s.completed_seq is not None]
         return max(done, key=lambda s: s.completed_seq or 0).step_id if done else None

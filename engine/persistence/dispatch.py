@@ -103,9 +103,3 @@ class Dispatch:
     def request_dispatch_flag(self) -> bool:
         """True if the caller should enqueue a dispatch job (none queued yet)."""
         return bool(self.r.set(self.keys.queued, "1", nx=True, px=FLAG_TTL_MS))
-
-    def due_count(self, now_ms: int) -> int:
-        return int(self.r.zcount(self.keys.sched, "-inf", now_ms))
-
-    def scheduled_count(self) -> int:
-        return int(self.r.zcard(self.keys.sched))

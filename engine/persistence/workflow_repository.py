@@ -156,17 +156,11 @@ class WorkflowRepository:
         request = CommitRequest(
             inst, list(events), expected_version, old_status, now_ms, fence, sched, sched_at_ms, lock
         )
-        result = self.commit_many([request])[0]
+        reply = self._fast.run(self._commit, *self._commit_call(request))
+        result = self._commit_result(request, reply)
         if isinstance(result, Exception):
             raise result
         return result
-
-    def commit_many(self, requests: Sequence[CommitRequest]) -> list[CommitResult | EngineError]:
-        """Several commits (of different workflows) in one round trip; each succeeds or fails alone,
-        its failure returned in its place (ConcurrencyConflict, LeaseLost, WorkflowNotFound)."""
-        calls = [(self._commit, *self._commit_call(r)) for r in requests]
-        replies = self._fast.run_many(calls, raise_errors=False)
-        return [self._commit_result(r, reply) for r, reply in zip(requests, replies, strict=True)]
 
     # Pipelined commits: a worker sends one saga's commit and works on another saga while the reply
     # travels. Replies come back in the order the commits were sent.

@@ -784,7 +784,3 @@ def _message(error: BaseException | None) -> str:
 
 def _result(inst: WorkflowInstance) -> dict[str, Any]:
     return {s.step_id: s.output for s in inst.steps if s.output is not None}
-
-
-def step_definitions(definition: WorkflowDefinition) -> dict[str, StepDefinition]:
-    return {s.id: s for s in definition.steps}
