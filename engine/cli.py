@@ -525,10 +525,12 @@ def print_banner(settings: EngineSettings, info: dict[str, Any]) -> None:
     )
     click.echo(f"definitions  {applied or 'none applied'}")
     env = env_hint(settings)
+    # Through the ./wes bootstrap script, `wes` itself is not on PATH: show the command as invoked.
+    wes = os.environ.get("WES_COMMAND", "wes")
     click.echo("\ntry:")
-    click.echo(f"""  {env}wes start {EXAMPLE_WORKFLOW} --input '{{"order_id":"o-1"}}' --wait""")
-    click.echo(f"""  {env}wes start {EXAMPLE_WORKFLOW} --input '{{"order_id":"o-2","fail_at":"charge"}}' --wait""")
-    click.echo(f"  {env}wes list")
+    click.echo(f"""  {env}{wes} start {EXAMPLE_WORKFLOW} --input '{{"order_id":"o-1"}}' --wait""")
+    click.echo(f"""  {env}{wes} start {EXAMPLE_WORKFLOW} --input '{{"order_id":"o-2","fail_at":"charge"}}' --wait""")
+    click.echo(f"  {env}{wes} list")
 
 
 def run_until_signalled(app: App, sup: Supervisor, boot: Callable[[], dict[str, Any]]) -> None:
