@@ -12,7 +12,7 @@ from typing import Any
 
 import redis
 
-from engine.domain.events import DomainEvent
+from engine.domain.events import DomainEvent, WorkflowCreated
 from engine.domain.instance import WorkflowInstance
 from engine.domain.status import WorkflowStatus
 from engine.errors import ConcurrencyConflict, EngineError, LeaseLost, WorkflowNotFound
@@ -136,6 +136,29 @@ class WorkflowRepository:
             raise ConcurrencyConflict(f"workflow id {wid} already exists")
         return CreateResult(workflow_id=found_id, created=code == 1, enqueue=bool(enqueue))
 
+    def save(self, inst: WorkflowInstance, now_ms: int, idempotency_key: str | None = None) -> WorkflowInstance:
+        """The seed's ``save``: persist the events recorded on ``inst`` since it was loaded (or
+        created), if nobody else changed it meanwhile (else ConcurrencyConflict)."""
+        pending = list(inst.pending)
+        if not pending:
+            return inst
+        if isinstance(pending[0], WorkflowCreated):
+            if len(pending) > 1:
+                raise ValueError("save a new workflow with its WorkflowCreated event alone, then the rest")
+            self.create(inst, now_ms, idempotency_key=idempotency_key)
+            return inst
+        events = inst.take_pending()
+        old_status = self.status_of(inst.workflow_id)
+        self.commit(
+            inst,
+            events,
+            expected_version=inst.version - len(events),
+            old_status=old_status,
+            now_ms=now_ms,
+            sched="del" if inst.is_terminal else "wake",
+        )
+        return inst
+
     def commit(
         self,
         inst: WorkflowInstance,
@@ -148,13 +171,14 @@ class WorkflowRepository:
         sched: str = "keep",
         sched_at_ms: int = 0,
         lock: str = "none",
+        write_snapshot: bool = True,
     ) -> CommitResult:
         """Append ``events`` (already applied to ``inst``) if the stored version is still ``expected_version``.
 
         With ``fence`` the caller is the worker holding the lease; without, a control action.
         """
         request = CommitRequest(
-            inst, list(events), expected_version, old_status, now_ms, fence, sched, sched_at_ms, lock
+            inst, list(events), expected_version, old_status, now_ms, fence, sched, sched_at_ms, lock, write_snapshot
         )
         reply = self._fast.run(self._commit, *self._commit_call(request))
         result = self._commit_result(request, reply)
