@@ -7,13 +7,13 @@ imported is checked by the integration layer, which adds its problems to the sam
 
 from __future__ import annotations
 
-import copy
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import jsonschema
+import orjson
 from croniter import croniter
 
 from engine.domain.policies import (
@@ -162,8 +162,13 @@ class WorkflowDefinition:
         """Input with defaults filled in, checked against the validation rules."""
         if data is not None and not isinstance(data, Mapping):
             raise InputValidationError([f"(root): input must be a JSON object, got {type(data).__name__}"])
-        merged = copy.deepcopy(dict(self.defaults))
-        merged.update(copy.deepcopy(dict(data or {})))
+        # A JSON round trip copies (the caller's objects are never shared) and refuses what the
+        # event log could not store.
+        try:
+            merged = orjson.loads(orjson.dumps(self.defaults))
+            merged.update(orjson.loads(orjson.dumps(data or {})))
+        except TypeError as exc:
+            raise InputValidationError([f"(root): input is not JSON: {exc}"])
         self.validation_rules.check(merged)
         return merged
 

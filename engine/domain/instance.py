@@ -8,7 +8,7 @@ check of the seed's ``validateSagaConsistency``.
 
 from __future__ import annotations
 
-import copy
+import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -66,13 +66,25 @@ class StepExecution:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> StepExecution:
-        # Tolerate fields a newer or older engine wrote, so workers of two versions can share sagas.
-        step = cls(**{k: v for k, v in data.items() if k in _STEP_FIELDS})
+        # Built without __init__ (28 keyword arguments per step, at every lease): defaults first, then
+        # the stored fields this engine knows. Fields of another engine version are tolerated, so
+        # workers of two versions can share sagas.
+        step = cls.__new__(cls)
+        fields = step.__dict__
+        fields.update(_STEP_DEFAULTS)
+        if _STEP_FIELDS.issuperset(data):
+            fields.update(data)
+        else:
+            fields.update((k, v) for k, v in data.items() if k in _STEP_FIELDS)
+        fields["depends_on"] = list(fields["depends_on"])
         step.status = StepStatus(data["status"])
         return step
 
 
 _STEP_FIELDS = frozenset(StepExecution.__dataclass_fields__)
+_STEP_DEFAULTS = {
+    name: f.default for name, f in StepExecution.__dataclass_fields__.items() if f.default is not dataclasses.MISSING
+}
 
 
 @dataclass
@@ -251,9 +263,10 @@ class WorkflowInstance:
         self.workflow_type = e.workflow_type
         self.definition_version = e.definition_version
         self.consistency = ConsistencyLevel(e.consistency)
-        self.input = copy.deepcopy(e.input)
+        # Shallow copies: events only ever replace top-level variables, never mutate nested values.
+        self.input = dict(e.input)
         self.context = WorkflowContext(
-            variables=copy.deepcopy(e.input),
+            variables=dict(e.input),
             headers=dict(e.headers),
             security=dict(e.security),
             tracing=dict(e.tracing),

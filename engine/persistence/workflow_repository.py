@@ -44,7 +44,7 @@ class CommitResult:
         return self.lock_holder is not None
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class CommitRequest:
     """One workflow's commit: its events (already applied to ``inst``) and how to reschedule it."""
 

@@ -159,6 +159,7 @@ class SagaCoordinatorService:
         self.lock_retry_seconds = lock_retry_seconds
         self.pipeline_depth = max(1, pipeline_depth)
         self._commits = 0
+        self._plans: dict[str, list[dict[str, Any]]] = {}
 
     # ================================================================== start
     def start_saga(
@@ -181,7 +182,6 @@ class SagaCoordinatorService:
         resources = definition.render_resources(data) if level is ConsistencyLevel.STRICT else []
         now = self.clock()
         wid = workflow_id or new_workflow_id()
-        deps = definition.dependencies()
         created = ev.WorkflowCreated(
             workflow_id=wid,
             at=now,
@@ -191,17 +191,7 @@ class SagaCoordinatorService:
             input=data,
             correlation_id=correlation_id or wid,
             deadline=now + definition.timeout,
-            plan=[
-                {
-                    "id": s.id,
-                    "depends_on": list(deps[s.id]),
-                    "target": s.action.target,
-                    "step_type": s.action.kind,
-                    "compensation_type": s.compensation.type.value if s.compensation else "",
-                    "idempotent": s.idempotent,
-                }
-                for s in definition.steps
-            ],
+            plan=self._plan(definition),
             headers=dict(headers or {}),
             security=dict(security or {}),
             tracing={"trace_id": uuid.uuid4().hex},
@@ -215,6 +205,25 @@ class SagaCoordinatorService:
         if result.created:
             self.stats.incr(f"workflows_started|{definition.name}")
         return result
+
+    def _plan(self, definition: WorkflowDefinition) -> list[dict[str, Any]]:
+        """The steps as an instance records them; computed once per definition version."""
+        plan = self._plans.get(definition.definition_id)
+        if plan is None:
+            deps = definition.dependencies()
+            plan = [
+                {
+                    "id": s.id,
+                    "depends_on": list(deps[s.id]),
+                    "target": s.action.target,
+                    "step_type": s.action.kind,
+                    "compensation_type": s.compensation.type.value if s.compensation else "",
+                    "idempotent": s.idempotent,
+                }
+                for s in definition.steps
+            ]
+            self._plans[definition.definition_id] = plan
+        return plan
 
     # ================================================================== advance
     def advance(self, stored: StoredWorkflow) -> None:
