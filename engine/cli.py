@@ -516,6 +516,8 @@ def print_banner(settings: EngineSettings, info: dict[str, Any]) -> None:
     if rd["embedded"]:
         how = "attached to the running embedded server" if rd["attached"] else "embedded"
         click.echo(f"redis        {rd['url']}  ({how}, pid {rd['pid']}, AOF on, data in {rd['data_dir']})")
+        if rd.get("tcp_url") and rd["tcp_url"] != rd["url"]:
+            click.echo(f"             {rd['tcp_url']}  (the same server over TCP, for redis-cli and other tools)")
     else:
         click.echo(f"redis        {rd['url']}  (external)")
     wk = info["workers"]

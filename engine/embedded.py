@@ -27,16 +27,22 @@ import redis
 from engine.errors import ConfigurationError
 
 DISCOVERY_FILE = "redis.json"
+MAX_SOCKET_PATH = 100
+"""Unix socket paths are limited to ~107 bytes; a deeper home falls back to TCP only."""
 PROBE_TIMEOUT = 1.0
 
 
 @dataclass(frozen=True)
 class ServerInfo:
     url: str
+    """What local clients use: the unix socket when there is one (cheaper and steadier than TCP
+    loopback on a busy machine), else ``tcp_url``."""
     pid: int
     port: int
     data_dir: str
     version: str
+    tcp_url: str = ""
+    """TCP address, for tools that cannot use a unix socket."""
 
 
 def find_redis_server_binary() -> str:
@@ -219,10 +225,14 @@ class EmbeddedRedis:
 
         self.data_dir.mkdir(parents=True, exist_ok=True)
         port = self.port if _port_is_free(self.bind, self.port) else free_port()
-        url = f"redis://{_url_host(self.bind)}:{port}/0"
+        tcp_url = f"redis://{_url_host(self.bind)}:{port}/0"
+        sock = self.data_dir / "redis.sock"
+        if len(str(sock)) > MAX_SOCKET_PATH:
+            sock = None
+        url = f"unix://{sock}?db=0" if sock else tcp_url
         with open(self.log_file, "ab") as log:
             proc = subprocess.Popen(
-                self._command(port),
+                self._command(port, sock),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -231,14 +241,18 @@ class EmbeddedRedis:
                 start_new_session=True,
             )
         version = self._wait_ready(proc, url, timeout)
-        info = ServerInfo(url=url, pid=proc.pid, port=port, data_dir=str(self.data_dir), version=version)
+        info = ServerInfo(
+            url=url, pid=proc.pid, port=port, data_dir=str(self.data_dir), version=version, tcp_url=tcp_url
+        )
         _write_discovery(self.home, info)
         self._proc, self._info = proc, info
         return info
 
-    def _command(self, port: int) -> list[str]:
+    def _command(self, port: int, sock: Path | None) -> list[str]:
+        unix = ["--unixsocket", str(sock), "--unixsocketperm", "700"] if sock else []
         return [
             find_redis_server_binary(),
+            *unix,
             "--port",
             str(port),
             "--bind",

@@ -50,7 +50,12 @@ def test_start_serves_with_aof_on(tmp_path: Path, servers: list[EmbeddedRedis]) 
         "port": info.port,
         "data_dir": info.data_dir,
         "version": info.version,
+        "tcp_url": info.tcp_url,
     }
+    # Local clients get the unix socket; TCP is there too, for other tools.
+    assert info.url == f"unix://{info.data_dir}/redis.sock?db=0"
+    assert info.tcp_url == f"redis://127.0.0.1:{info.port}/0"
+    assert redis.Redis.from_url(info.tcp_url, socket_timeout=2).ping()
     assert read_discovery(tmp_path) == info
     r = client(info)
     assert r.ping()
@@ -116,7 +121,7 @@ def test_taken_port_moves_to_a_free_one(tmp_path: Path, servers: list[EmbeddedRe
         info = embedded(servers, tmp_path, port=taken).start()
 
     assert info.port != taken
-    assert info.url == f"redis://127.0.0.1:{info.port}/0"
+    assert info.tcp_url == f"redis://127.0.0.1:{info.port}/0"
     assert recorded(tmp_path)["port"] == info.port
     assert client(info).ping()
 

@@ -267,15 +267,17 @@ class SagaCoordinatorService:
                     self._commits += 1
                     if self.pipeline_depth == 1 or self._commits % PERSISTENCE_PROBE_EVERY == 0:
                         # Timed on its own: with other commits in flight, the time to a reply would
-                        # include this worker's work on other sagas, which is not persistence.
+                        # include this worker's work on other sagas, which is not persistence. The
+                        # timed span is the round trip only: encoding happens before it (a garbage
+                        # collection there would be the worker's pause, not Redis's).
                         while inflight:
                             ready.append(self._receive(inflight))
+                        prepared = self.repo.prepare_commit(request)
                         started = time.perf_counter()
-                        self.repo.send_commit(request)
-                        inflight.append((wid, gen, request))
-                        result = self._receive(inflight)
+                        self.repo.send_commit(request, prepared)
+                        reply = self._receive_raw(request, prepared)
                         self.stats.observe("state_persistence", time.perf_counter() - started)
-                        ready.appendleft(result)
+                        ready.appendleft((wid, gen, self.repo.commit_result(request, reply)))
                     else:
                         self.repo.send_commit(request)
                         inflight.append((wid, gen, request))
@@ -292,14 +294,22 @@ class SagaCoordinatorService:
         while True:
             wid, gen, request = inflight[0]
             try:
-                result = self.repo.receive_commit(request)
+                reply = self.repo.receive_reply()
             except ResendNeeded:
                 inflight.popleft()
                 self.repo.send_commit(request)
                 inflight.append((wid, gen, request))
                 continue
             inflight.popleft()
-            return wid, gen, result
+            return wid, gen, self.repo.commit_result(request, reply)
+
+    def _receive_raw(self, request: CommitRequest, prepared: tuple) -> Any:
+        """The reply to the one commit in flight (the timed probe)."""
+        while True:
+            try:
+                return self.repo.receive_reply()
+            except ResendNeeded:
+                self.repo.send_commit(request, prepared)
 
     def _resume(self, wid: str, gen: Generator, value: Any) -> CommitRequest | None:
         """Run a saga up to its next commit; None once it is done (or fenced out)."""
