@@ -15,6 +15,7 @@ import os
 import signal
 import sys
 import textwrap
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
@@ -46,6 +47,8 @@ EXAMPLE_WORKFLOW = "order-fulfillment"
 FOLLOW_POLL_S = 0.2
 SUPERVISE_POLL_S = 0.2
 DEMO_TIMEOUT_S = 60.0
+DEMO_HTTP_WORKFLOW = "order-fulfillment-http"
+DEMO_LOAD_PER_S = 2.0
 
 
 class CliInputError(EngineError):
@@ -428,12 +431,45 @@ class Supervisor:
                 self.running.remove(component)
 
 
-def example_files() -> list[Path]:
+def example_files(services: bool = False) -> list[Path]:
+    """The sample definitions; with ``services``, also those calling the simulated services."""
     import examples
 
     directory = Path(examples.__file__).parent
-    # Workaround: load_definitions(<dir>) fails on examples/warehouse.py (handlers, no definition).
-    return sorted(p for p in directory.iterdir() if p.suffix in (".yaml", ".yml", ".json"))
+    dirs = [directory, directory / "services"] if services else [directory]
+    return sorted(p for d in dirs for p in d.iterdir() if p.suffix in (".yaml", ".yml", ".json"))
+
+
+class DemoLoad(Component):
+    """A steady trickle of sagas against the simulated services while `wes up --demo` runs."""
+
+    name = "demo load"
+
+    def __init__(self, client: EngineClient, workflow: str, per_second: float):
+        self.client, self.workflow, self.period = client, workflow, 1.0 / per_second
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="wes-demo-load", daemon=True)
+        self.started = 0
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.period):
+            try:
+                self.client.start(self.workflow, {"order_id": f"load-{uuid.uuid4().hex[:10]}"}, principal="demo")
+                self.started += 1
+            except Exception as exc:  # keep the demo alive; say why once in a while
+                if self.started % 50 == 0:
+                    click.echo(f"warning: demo load: {error_message(exc)}", err=True)
+
+    def start(self) -> dict[str, Any]:
+        self._thread.start()
+        return {"workflow": self.workflow, "per_second": 1.0 / self.period}
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+    def kill(self) -> None:
+        self._stop.set()
 
 
 def apply_definitions(client: EngineClient, paths: Iterable[Path | str]) -> list[dict[str, Any]]:
@@ -468,13 +504,15 @@ def wait_all(client: EngineClient, ids: Sequence[str], timeout: float, stop: Cal
     return True
 
 
-def run_demo(client: EngineClient, stop: Callable[[], bool]) -> list[dict[str, Any]]:
+def run_demo(client: EngineClient, stop: Callable[[], bool], services: bool = False) -> list[dict[str, Any]]:
     tag = uuid.uuid4().hex[:6]
     runs = [
-        ("happy path", {"order_id": f"demo-{tag}-1"}),
-        ("fail_at: charge", {"order_id": f"demo-{tag}-2", "fail_at": "charge"}),
+        ("happy path", EXAMPLE_WORKFLOW, {"order_id": f"demo-{tag}-1"}),
+        ("fail_at: charge", EXAMPLE_WORKFLOW, {"order_id": f"demo-{tag}-2", "fail_at": "charge"}),
     ]
-    started = [(label, client.start(EXAMPLE_WORKFLOW, data, principal=principal())) for label, data in runs]
+    if services:
+        runs.append(("through the simulated services", DEMO_HTTP_WORKFLOW, {"order_id": f"demo-{tag}-3"}))
+    started = [(label, client.start(name, data, principal=principal())) for label, name, data in runs]
     if not wait_all(client, [res["workflow_id"] for _, res in started], DEMO_TIMEOUT_S, stop):
         return []
     results = []
@@ -484,6 +522,7 @@ def run_demo(client: EngineClient, stop: Callable[[], bool]) -> list[dict[str, A
         results.append(
             {
                 "label": label,
+                "workflow": res["definition"].split(":")[0],
                 "workflow_id": wid,
                 "status": snap["status"],
                 "events": [event_label(e) for e in client.events(wid)],
@@ -493,9 +532,9 @@ def run_demo(client: EngineClient, stop: Callable[[], bool]) -> list[dict[str, A
 
 
 def print_demo(results: list[dict[str, Any]]) -> None:
-    click.echo(f"\ndemo: {len(results)} {EXAMPLE_WORKFLOW} sagas")
+    click.echo(f"\ndemo: {len(results)} sagas")
     for run in results:
-        click.echo(f"  {run['workflow_id']}  {run['status']:<12} {run['label']}")
+        click.echo(f"  {run['workflow_id']}  {run['status']:<12} {run['workflow']}: {run['label']}")
         sequence = " > ".join(run["events"])
         click.echo(textwrap.fill(sequence, width=110, initial_indent="      ", subsequent_indent="      "))
 
@@ -577,20 +616,34 @@ def up(
             redis_info = {"url": settings.redis_url, "embedded": False, "attached": False}
         client = EngineClient(settings, url=redis_info["url"])
         client.ping()
-        applied = [] if no_examples else apply_definitions(client, example_files())
-        workers = sup.start(WorkersComponent(settings, n_workers, log_file or settings.home / "workers.log"))
-        info: dict[str, Any] = {"redis": redis_info, "workers": workers, "definitions": applied}
+        info: dict[str, Any] = {"redis": redis_info}
+        if demo:
+            from engine.cli_services import SimComponent
+
+            app.client = client
+            info["sim"] = sup.start(SimComponent(app, client.url, 1, None, settings.home / "sim.log"))
+        files = [] if no_examples else example_files(services=demo)
+        info["definitions"] = apply_definitions(client, files)
+        info["workers"] = sup.start(WorkersComponent(settings, n_workers, log_file or settings.home / "workers.log"))
         if not app.json:
             print_banner(settings, info)
         if demo:
             try:
-                info["demo"] = run_demo(client, lambda: sup.stop_requested)
+                info["demo"] = run_demo(client, lambda: sup.stop_requested, services=True)
             except USER_ERRORS as exc:
                 click.echo(f"warning: demo failed: {error_message(exc)}", err=True)
                 info["demo"] = {"error": error_message(exc)}
             else:
                 if info["demo"] and not app.json:
                     print_demo(info["demo"])
+            info["demo_load"] = sup.start(DemoLoad(client, DEMO_HTTP_WORKFLOW, DEMO_LOAD_PER_S))
+            if not app.json:
+                click.echo(
+                    f"\ndemo load: {DEMO_LOAD_PER_S:g} {DEMO_HTTP_WORKFLOW} sagas/s against the simulated services."
+                    f"\n  trip the payment breaker:  {os.environ.get('WES_COMMAND', 'wes')} sim chaos payment "
+                    "--error-rate 1\n  and heal it:               "
+                    f"{os.environ.get('WES_COMMAND', 'wes')} sim chaos payment --reset"
+                )
         return info
 
     run_until_signalled(app, sup, boot)
@@ -883,6 +936,10 @@ def bench(app: App, workflows: int, steps: int, workers: int, rate: float | None
     width = max(len(k) for k in result)
     for key, value in result.items():
         click.echo(f"{key.ljust(width)}  {fmt_value(value, 200)}")
+
+
+# The service endpoint commands (services, breaker, sim) register themselves on `cli`.
+import engine.cli_services  # noqa: E402, F401
 
 
 def main() -> None:

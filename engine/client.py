@@ -32,9 +32,12 @@ from engine.errors import (
     EngineError,
     IllegalTransition,
 )
+from engine.integration.http_service import HttpServicePort
+from engine.integration.ports import IntegrationPort
 from engine.integration.python_handlers import HandlerResolver, PythonHandlerPort
 from engine.persistence.connection import connect, resolve_url
 from engine.persistence.definition_repository import DefinitionRepository
+from engine.persistence.service_registry import ServiceRegistry
 from engine.persistence.stats_store import StatsStore
 from engine.persistence.workflow_repository import Page, WorkflowRepository
 from engine.saga.queueing import dispatch_queue, enqueue_dispatch
@@ -54,7 +57,8 @@ class EngineClient:
         self.repo = WorkflowRepository(self.r, self.settings)
         self.definitions = DefinitionRepository(self.r, self.settings)
         self.resolver = HandlerResolver()
-        self.port = PythonHandlerPort(self.resolver)
+        self.services = ServiceRegistry(self.r, self.settings)
+        self.port = IntegrationPort(PythonHandlerPort(self.resolver), HttpServicePort(self.services))
         self.stats_store = StatsStore(self.r, self.settings.key_prefix)
         self.service = SagaCoordinatorService(self.repo, self.definitions, self.port, request_dispatch=self._enqueue)
         self._strict_checked: tuple[float, str | None] | None = None

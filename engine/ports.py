@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any, Protocol
 
 from engine.domain.policies import ActionRef
+from engine.domain.services import HealthStatus
 
 
 @dataclass(slots=True)
@@ -29,6 +29,8 @@ class StepContext:
     tracing: dict[str, Any] = field(default_factory=dict)
     deadline: float | None = None
     consistency: str = "AT_LEAST_ONCE"
+    timeout: float | None = None
+    """Seconds this attempt may take (the step or compensation timeout)."""
 
 
 @dataclass(frozen=True)
@@ -39,12 +41,6 @@ class StepResult:
 @dataclass(frozen=True)
 class CompensationResult:
     output: Any = None
-
-
-class HealthStatus(StrEnum):
-    HEALTHY = "HEALTHY"
-    UNHEALTHY = "UNHEALTHY"
-    UNKNOWN = "UNKNOWN"
 
 
 class ServiceIntegrationPort(Protocol):

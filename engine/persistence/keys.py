@@ -93,6 +93,36 @@ class Keys:
     def active_definitions(self) -> str:  # SET "name:version" of active versions
         return f"{self.prefix}:defs:active"
 
+    # --- services
+    @cached_property
+    def services(self) -> str:  # HASH service name -> endpoint configuration JSON
+        return f"{self.prefix}:svc:endpoints"
+
+    @cached_property
+    def services_version(self) -> str:  # STRING bumped at every configuration change (cache invalidation)
+        return f"{self.prefix}:svc:version"
+
+    def service_health(self, service: str) -> str:  # HASH instance id -> health JSON
+        return f"{self.prefix}:svc:{service}:health"
+
+    def in_flight(self, service: str, instance: str) -> str:  # ZSET call token -> expiry ms
+        return f"{self.prefix}:svc:{service}:inflight:{instance}"
+
+    def breaker(self, service: str) -> str:  # HASH state, open_until, trips, forced, calls, failures...
+        return f"{self.prefix}:svc:{service}:breaker"
+
+    def breaker_window(self, service: str) -> str:  # LIST last outcomes, newest first (1 failure)
+        return f"{self.prefix}:svc:{service}:window"
+
+    def sticky(self, service: str, correlation_id: str) -> str:  # STRING instance id (TTL)
+        return f"{self.prefix}:svc:{service}:sticky:{correlation_id}"
+
+    def drain(self, service: str) -> str:  # STRING instance whose sticky sessions are being moved (TTL)
+        return f"{self.prefix}:svc:{service}:drain"
+
+    def health_lock(self, service: str) -> str:  # STRING the worker checking this service this round (PX)
+        return f"{self.prefix}:svc:{service}:health-lock"
+
     # --- triggers
     def cron_last(self, definition_id: str) -> str:  # STRING epoch of the last cron fire handled
         return f"{self.prefix}:trigger:cron:{definition_id}"

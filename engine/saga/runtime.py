@@ -15,10 +15,13 @@ import time
 import uuid
 
 from engine.errors import ConsistencyUnavailable, EngineError
+from engine.integration.http_service import HttpServicePort
+from engine.integration.ports import IntegrationPort
 from engine.integration.python_handlers import HandlerResolver, PythonHandlerPort
 from engine.persistence.connection import connect, server_version
 from engine.persistence.definition_repository import DefinitionRepository
 from engine.persistence.dispatch import Dispatch
+from engine.persistence.service_registry import ServiceRegistry
 from engine.persistence.stats_store import StatsStore
 from engine.persistence.workflow_repository import WorkflowRepository
 from engine.saga.executor import StepExecutor
@@ -63,7 +66,9 @@ class Runtime:
         self.definitions = DefinitionRepository(self.client, settings)
         self.dispatch = Dispatch(self.client, settings)
         self.resolver = HandlerResolver()
-        self.port = PythonHandlerPort(self.resolver)
+        self.services = ServiceRegistry(self.client, settings)
+        self.http = HttpServicePort(self.services)
+        self.port = IntegrationPort(PythonHandlerPort(self.resolver), self.http)
         self.stats = StatsRecorder()
         self.stats_store = StatsStore(self.client, settings.key_prefix)
         self.leases = LeaseBook()
@@ -157,6 +162,10 @@ class Runtime:
 
         triggers = TriggerService(self)
         self._spawn(triggers.run, "wes-triggers")
+        from engine.saga.health import HealthChecker
+
+        self.health = HealthChecker(self.services, self.name, self.stop_event)
+        self._spawn(self.health.run, "wes-health")
 
     def _spawn(self, target, name: str) -> None:
         t = threading.Thread(target=target, name=name, daemon=True)

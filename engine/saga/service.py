@@ -478,6 +478,7 @@ class SagaCoordinatorService:
             se = ex.inst.step(sid)
             ctx = self._context(ex, sid, "forward", se.idempotency_key or "", se.attempt)
             timeout = max(min(sd.timeout, ex.inst.deadline - now), 0.001)
+            ctx.timeout = timeout
             calls.append((sid, _bind(self.port.execute_step, sd.action, ctx), timeout))
         if len(calls) == 1 and not ex.inflight and self.executor.can_run_inline():
             sid, fn, timeout = calls[0]
@@ -514,7 +515,9 @@ class SagaCoordinatorService:
         retryable = sd.retry.is_retryable(error_type, mro, flagged)
         forward = ex.inst.status in (WorkflowStatus.RUNNING, WorkflowStatus.PAUSED)
         will_retry = forward and retryable and se.attempt < sd.retry.max_attempts
-        next_at = now + self._delay(sd.retry, se.attempt) if will_retry else None
+        # A call refused by an open breaker waits at least until the breaker lets a trial through.
+        not_before = float(getattr(error, "retry_after", 0.0) or 0.0)
+        next_at = now + max(self._delay(sd.retry, se.attempt), not_before) if will_retry else None
         ex.record(
             ev.StepFailed(
                 ex.inst.workflow_id,
@@ -625,6 +628,7 @@ class SagaCoordinatorService:
         self.stats.observe("compensation_overhead", time.perf_counter() - t_decide)
         ctx = self._context(ex, sid, "compensation", key, attempt)
         timeout = comp.timeout or sd.timeout
+        ctx.timeout = timeout
         fn = _bind(self.port.compensate_step, ref, ctx)
         if self.executor.can_run_inline():
             outcome = self.executor.run_inline(fn, timeout)

@@ -1,0 +1,150 @@
+"""ServiceIntegrationPort over HTTP: steps that name a service endpoint (``service`` + ``operation``).
+
+Every call goes through the endpoint's circuit breaker (shared by all workers, in Redis) and its
+load balancer, carries ``Idempotency-Key``, ``X-Correlation-ID`` and a W3C ``traceparent``, and is
+classified for retries: a 4xx is final unless it is 408 or 429; 5xx, timeouts and connection errors
+may be retried. A call refused by an open breaker never touches the network, and its retry waits at
+least until the breaker would let a trial call through.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+import httpx
+
+from engine.domain.policies import ActionRef
+from engine.domain.services import HealthStatus, ServiceEndpoint
+from engine.errors import NonRetryableStepError, StepError, StepTimeout
+from engine.persistence.service_registry import Lease, Refusal, ServiceNotFound, ServiceRegistry
+from engine.ports import CompensationResult, StepContext, StepResult
+
+RETRYABLE_4XX = frozenset({408, 429})
+NO_INSTANCE_RETRY_S = 1.0
+
+
+class CircuitOpenError(StepError):
+    """The service's circuit breaker refused the call; nothing was sent."""
+
+    def __init__(self, message: str, retry_after: float):
+        super().__init__(message, retryable=True)
+        self.retry_after = retry_after
+
+
+class ServiceUnavailable(StepError):
+    """No healthy instance of the service; nothing was sent."""
+
+    def __init__(self, message: str, retry_after: float = NO_INSTANCE_RETRY_S):
+        super().__init__(message, retryable=True)
+        self.retry_after = retry_after
+
+
+class HttpServicePort:
+    def __init__(self, registry: ServiceRegistry, client: httpx.Client | None = None):
+        self.registry = registry
+        self.http = client or httpx.Client(
+            limits=httpx.Limits(max_connections=200, max_keepalive_connections=50), trust_env=False
+        )
+        self._pid = os.getpid()
+
+    # ------------------------------------------------------------------ ServiceIntegrationPort
+    def execute_step(self, endpoint: ActionRef, ctx: StepContext) -> StepResult:
+        return StepResult(self.call(endpoint, ctx))
+
+    def compensate_step(self, endpoint: ActionRef, ctx: StepContext) -> CompensationResult:
+        return CompensationResult(self.call(endpoint, ctx))
+
+    def check_health(self, endpoint: ActionRef) -> HealthStatus:
+        service = self.registry.endpoint(endpoint.service or "")
+        health = self.registry.health(service.name)
+        statuses = {health.get(i.id, {}).get("status", HealthStatus.UNKNOWN.value) for i in service.instances}
+        if HealthStatus.HEALTHY.value in statuses:
+            return HealthStatus.HEALTHY
+        return HealthStatus.UNHEALTHY if statuses == {HealthStatus.UNHEALTHY.value} else HealthStatus.UNKNOWN
+
+    def problems(self, endpoint: ActionRef) -> list[str]:
+        try:
+            service = self.registry.endpoint(endpoint.service or "")
+        except ServiceNotFound as exc:
+            return [f"{exc} (apply it with `wes services apply FILE`)"]
+        if not service.instances:
+            return [f"service {service.name!r} has no instances"]
+        return []
+
+    # ------------------------------------------------------------------ the call
+    def call(self, ref: ActionRef, ctx: StepContext) -> Any:
+        if os.getpid() != self._pid:  # a forked process must not share the parent's sockets
+            self.http = httpx.Client(trust_env=False)
+            self._pid = os.getpid()
+        service = self.registry.endpoint(ref.service or "")
+        decision = self.registry.select_instance(service, ctx.correlation_id)
+        if isinstance(decision, Refusal):
+            if decision.reason.startswith("no healthy"):
+                raise ServiceUnavailable(f"service {service.name}: no healthy instance")
+            raise CircuitOpenError(
+                f"service {service.name}: circuit breaker {decision.state.value} ({decision.reason}); not called",
+                decision.retry_after,
+            )
+        ok = False
+        try:
+            result = self._send(service, decision, ref.operation or "", ctx)
+            ok = True
+            return result
+        except NonRetryableStepError:
+            ok = True  # the service answered and refused: it works, so a success for the breaker
+            raise
+        finally:
+            self.registry.release(service, decision, ok)
+
+    def _send(self, service: ServiceEndpoint, lease: Lease, operation: str, ctx: StepContext) -> Any:
+        url = lease.url + service.path(operation)
+        # A little under the attempt's budget, so httpx times out cleanly before the step's alarm.
+        budget = ctx.timeout * 0.95 if ctx.timeout else None
+        timeout = max(min(t for t in (service.timeout, budget, 30.0) if t), 0.001)
+        headers = {
+            "Idempotency-Key": ctx.idempotency_key,
+            "X-Correlation-ID": ctx.correlation_id,
+            "X-Workflow-ID": ctx.workflow_id,
+            "traceparent": traceparent(ctx),
+        }
+        body = {"workflow_id": ctx.workflow_id, "step_id": ctx.step_id, "input": ctx.input, "output": ctx.output}
+        where = f"{service.name}.{operation} on {lease.instance_id}"
+        started = time.perf_counter()
+        try:
+            response = self.http.post(url, json=body, headers=headers, timeout=timeout)
+        except httpx.TimeoutException:
+            # The request may have been applied: the outcome is unknown, not failed.
+            raise StepTimeout(f"{where}: no response within {timeout:.3f}s")
+        except httpx.TransportError as exc:
+            raise StepError(f"{where}: {type(exc).__name__}: {exc}", error_type="ServiceConnectionError")
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        status = response.status_code
+        if status < 300:
+            return _body(response)
+        detail = f"{where}: HTTP {status} after {elapsed_ms:.1f} ms: {_snippet(response)}"
+        if status >= 500 or status in RETRYABLE_4XX:
+            raise StepError(detail, error_type=f"HTTP{status}")
+        raise NonRetryableStepError(detail, error_type=f"HTTP{status}")
+
+
+def traceparent(ctx: StepContext) -> str:
+    trace_id = str(ctx.tracing.get("trace_id") or "").lower()
+    if len(trace_id) != 32:
+        trace_id = os.urandom(16).hex()
+    return f"00-{trace_id}-{os.urandom(8).hex()}-01"
+
+
+def _body(response: httpx.Response) -> Any:
+    if not response.content:
+        return None
+    try:
+        return response.json()
+    except ValueError:
+        return response.text
+
+
+def _snippet(response: httpx.Response) -> str:
+    text = response.text.strip().replace("\n", " ")
+    return text[:300] or response.reason_phrase
