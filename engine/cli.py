@@ -620,7 +620,7 @@ def up(
         if demo:
             from engine.cli_services import SimComponent
 
-            app.client = client
+            app._client = client
             info["sim"] = sup.start(SimComponent(app, client.url, 1, None, settings.home / "sim.log"))
         files = [] if no_examples else example_files(services=demo)
         info["definitions"] = apply_definitions(client, files)
@@ -915,21 +915,36 @@ def validate(app: App, workflow_id: str) -> None:
 @click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True)
 @click.option("--rate", type=click.FloatRange(min=0, min_open=True), help="Starts per second (default: flat out).")
 @click.option("--naive-workflows", type=click.IntRange(min=0), help="Workflows of the RQ-job-per-step run.")
+@click.option("--breaker", "breaker_calls", type=click.IntRange(min=10), default=None, metavar="CALLS",
+              help="Instead: the latency the circuit breaker and load balancer add to CALLS service calls.")  # fmt: skip
 @pass_app
-def bench(app: App, workflows: int, steps: int, workers: int, rate: float | None, naive_workflows: int | None) -> None:
+def bench(
+    app: App,
+    workflows: int,
+    steps: int,
+    workers: int,
+    rate: float | None,
+    naive_workflows: int | None,
+    breaker_calls: int | None,
+) -> None:
     """Measure throughput and latency, against one RQ job per step.
 
     Uses its own embedded Redis unless --redis-url/REDIS_URL is given."""
-    from engine.bench import run_bench
+    if breaker_calls is not None:
+        from engine.bench_breaker import run_breaker_bench
 
-    result = run_bench(
-        workflows=workflows,
-        steps=steps,
-        workers=workers,
-        rate=rate,
-        naive_workflows=naive_workflows,
-        redis_url=app.settings.redis_url,
-    )
+        result = run_breaker_bench(breaker_calls, redis_url=app.settings.redis_url)
+    else:
+        from engine.bench import run_bench
+
+        result = run_bench(
+            workflows=workflows,
+            steps=steps,
+            workers=workers,
+            rate=rate,
+            naive_workflows=naive_workflows,
+            redis_url=app.settings.redis_url,
+        )
     if app.json:
         emit_json(result)
         return

@@ -345,8 +345,11 @@ def test_up_demo_then_ctrl_c(tmp_path: Path) -> None:
         worker_pids = [int(p) for p in re.search(r"workers\s+1 started \(pids ([\d, ]+)\)", banner)[1].split(",")]
         assert "(embedded, pid" in banner and "AOF on" in banner
         assert "order-fulfillment:1 (created)" in banner
-        assert re.search(r"^\s+[0-9a-f]{32}\s+COMPLETED\s+happy path$", banner, re.M), banner
-        assert re.search(r"^\s+[0-9a-f]{32}\s+COMPENSATED\s+fail_at: charge$", banner, re.M), banner
+        assert re.search(r"^\s+[0-9a-f]{32}\s+COMPLETED\s+order-fulfillment: happy path$", banner, re.M), banner
+        assert re.search(r"^\s+[0-9a-f]{32}\s+COMPENSATED\s+order-fulfillment: fail_at: charge$", banner, re.M)
+        # ...and one through the simulated warehouse services, which --demo starts and registers.
+        assert re.search(r"COMPLETED\s+order-fulfillment-http: through the simulated services$", banner, re.M)
+        assert "demo load:" in banner
         assert "StepCompensated(reserve_inventory)" in banner
 
         applied = run_wes(env, "definitions", "apply", "examples/order_fulfillment.yaml")
