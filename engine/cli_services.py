@@ -73,6 +73,18 @@ def services_apply(app: App, file: str) -> None:
         click.echo(f"{e.name}  {len(e.instances)} instance(s)")
 
 
+@services.command("remove")
+@click.argument("name")
+@pass_app
+def services_remove(app: App, name: str) -> None:
+    """Remove a service endpoint (steps naming it then fail with a clear error)."""
+    app.client.services.remove(name)
+    if app.json:
+        emit_json({"removed": name})
+    else:
+        click.echo(f"{name}  removed")
+
+
 @services.command("list")
 @pass_app
 def services_list(app: App) -> None:
