@@ -123,6 +123,27 @@ class Keys:
     def health_lock(self, service: str) -> str:  # STRING the worker checking this service this round (PX)
         return f"{self.prefix}:svc:{service}:health-lock"
 
+    # --- waveless order flow
+    @cached_property
+    def orders_intake(self) -> str:  # STREAM orders waiting for release (fields: order JSON, arrived_at)
+        return f"{self.prefix}:orders:intake"
+
+    @cached_property
+    def orders_depth(self) -> str:  # STRING orders accepted and not yet released (the queue depth)
+        return f"{self.prefix}:orders:depth"
+
+    @cached_property
+    def waveless_state(self) -> str:  # HASH mode, strategy, batch_size, rate, queue_depth, utilization,
+        return f"{self.prefix}:waveless:state"  # released_total, last_reason, pinned_*, updated_at
+
+    @cached_property
+    def waveless_decisions(self) -> str:  # STREAM the controller's decisions (capped), for operators
+        return f"{self.prefix}:waveless:decisions"
+
+    @cached_property
+    def waveless_leader(self) -> str:  # STRING the worker running the release controller (PX)
+        return f"{self.prefix}:waveless:leader"
+
     # --- triggers
     def cron_last(self, definition_id: str) -> str:  # STRING epoch of the last cron fire handled
         return f"{self.prefix}:trigger:cron:{definition_id}"
