@@ -652,7 +652,9 @@ class SagaCoordinatorService:
                 initial_delay=comp.retry_delay,
                 max_delay=max(comp.retry_delay, 60.0),
             )
-            next_at = now + backoff.next_delay(attempt, self.rng)
+            # As for a forward step: a call refused by an open breaker waits until it admits a trial.
+            not_before = float(getattr(outcome.error, "retry_after", 0.0) or 0.0)
+            next_at = now + max(backoff.next_delay(attempt, self.rng), not_before)
         elif comp.type is CompensationType.ALTERNATIVE and via == "action" and comp.alternative is not None:
             will_retry, next_at = True, now
         ex.record(
