@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import threading
 import time
 import uuid
+import weakref
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from pathlib import Path
@@ -35,6 +37,7 @@ from engine.errors import (
 from engine.integration.http_service import HttpServicePort
 from engine.integration.ports import IntegrationPort
 from engine.integration.python_handlers import HandlerResolver, PythonHandlerPort
+from engine.metrics import recorder_for
 from engine.persistence.connection import connect, resolve_url
 from engine.persistence.definition_repository import DefinitionRepository
 from engine.persistence.service_registry import ServiceRegistry
@@ -44,6 +47,7 @@ from engine.saga.queueing import dispatch_queue, enqueue_dispatch
 from engine.saga.runtime import strict_supported
 from engine.saga.service import ConsistencyReport, SagaCoordinatorService
 from engine.settings import EngineSettings
+from engine.stats import StatsRecorder
 
 CONTROL_RETRIES = 20
 
@@ -60,9 +64,17 @@ class EngineClient:
         self.services = ServiceRegistry(self.r, self.settings)
         self.port = IntegrationPort(PythonHandlerPort(self.resolver), HttpServicePort(self.services))
         self.stats_store = StatsStore(self.r, self.settings.key_prefix)
-        self.service = SagaCoordinatorService(self.repo, self.definitions, self.port, request_dispatch=self._enqueue)
+        self.metrics = recorder_for(self.settings.metrics_enabled)
+        self.service = SagaCoordinatorService(
+            self.repo,
+            self.definitions,
+            self.port,
+            stats=StatsRecorder(sink=self.metrics),
+            request_dispatch=self._enqueue,
+        )
         self._strict_checked: tuple[float, str | None] | None = None
         self._stats_flushed = time.monotonic()
+        self._flusher: threading.Thread | None = None
 
     def _enqueue(self) -> None:
         if self._rq is None:
@@ -185,7 +197,12 @@ class EngineClient:
         requires_attention: bool = False,
         limit: int = 50,
         cursor: str | None = None,
+        created_after: float | None = None,
+        created_before: float | None = None,
+        summary: bool = False,
     ) -> Page:
+        """Newest first. ``summary``: id, type, status, correlation id, times and attention only
+        (no snapshot read). ``created_after`` (inclusive) / ``created_before`` (exclusive): epoch s."""
         st = WorkflowStatus(str(status).upper()) if status else None
         ids, nxt = self.repo.list_ids(
             status=st,
@@ -194,8 +211,10 @@ class EngineClient:
             requires_attention=requires_attention,
             limit=limit,
             cursor=cursor,
+            created_after_ms=None if created_after is None else int(created_after * 1000),
+            created_before_ms=None if created_before is None else int(created_before * 1000),
         )
-        return Page(self.repo.snapshots(ids), nxt)
+        return Page(self.repo.summaries(ids) if summary else self.repo.snapshots(ids), nxt)
 
     def find_by_correlation_id(self, correlation_id: str) -> list[dict[str, Any]]:
         return [i.to_dict() for i in self.repo.find_by_correlation_id(correlation_id)]
@@ -299,18 +318,50 @@ class EngineClient:
         if now - self._stats_flushed >= self.settings.stats_flush_seconds:
             self._stats_flushed = now
             self.flush_stats()
+        if self._flusher is None:
+            # What the last starts measured must not wait for the next start to be flushed.
+            self._flusher = threading.Thread(
+                target=_trailing_flush,
+                args=(weakref.ref(self), self.settings.stats_flush_seconds),
+                name="wes-client-stats",
+                daemon=True,
+            )
+            self._flusher.start()
 
     def flush_stats(self) -> None:
-        """Write what this client measured (workflow start latency) to the shared rollups."""
+        """Write what this client measured (workflow start latency, starts) to the shared rollups and
+        the Prometheus metrics."""
         hist, counters = self.service.stats.drain()
         self.stats_store.flush(time.time(), hist, counters)
+        if self.metrics is not None:
+            self.metrics.flush(self.r, self.stats_store.keys)
 
     def stats(self, since_s: float, until_s: float | None = None):
         return self.stats_store.read(since_s, until_s)
 
+    def stats_series(self, since_s: float, until_s: float | None = None):
+        """Per-interval rollups: ``[(interval start, histograms, counters)]``, oldest first."""
+        return self.stats_store.series(since_s, until_s)
+
     def workers(self, within_s: float = 15.0) -> list[str]:
         cutoff = int((time.time() - within_s) * 1000)
         return list(self.r.zrangebyscore(self.repo.keys.workers, cutoff, "+inf"))
+
+
+def _trailing_flush(ref: weakref.ReferenceType[EngineClient], period: float) -> None:
+    """A client's background flush (it has no heartbeat): every ``period`` while the client lives."""
+    while True:
+        time.sleep(period)
+        client = ref()
+        if client is None:
+            return
+        if time.monotonic() - client._stats_flushed >= period:
+            client._stats_flushed = time.monotonic()
+            try:
+                client.flush_stats()
+            except Exception:  # Redis away: what was measured is dropped, the client goes on
+                pass
+        del client
 
 
 def load_definitions(path: str | Path) -> list[WorkflowDefinition]:

@@ -64,6 +64,79 @@ class EngineSettings(BaseSettings):
     stats_flush_seconds: float = 1.0
     """How often workers flush their latency histograms to Redis."""
 
+    # --- waveless order release (engine/saga/waveless.py; the law: engine/domain/waveless.py)
+    waveless_enabled: bool = True
+    """Run the order release controller in worker processes (one leader at a time)."""
+
+    waveless_definition: str = "order-fulfillment-http"
+    """The saga each released order starts (its latest active version); the order is its input."""
+
+    waveless_mode: str = "waveless"
+    """Mode until an operator sets one (`wes waveless mode`): ``waveless`` or ``fixed``."""
+
+    waveless_wave_size: int = 100
+    """Fixed waves: orders released per wave (until `wes waveless mode fixed --wave-size` says otherwise)."""
+
+    waveless_wave_interval_seconds: float = 5.0
+    """Fixed waves: seconds between waves."""
+
+    waveless_tick_seconds: float = 0.1
+    """Release interval: at most one release per tick while orders wait (an idle controller releases an
+    arriving order at once)."""
+
+    waveless_adjust_seconds: float = 0.5
+    """Control interval: how often the load is measured and the batch size adjusted."""
+
+    waveless_leader_ttl_seconds: float = 3.0
+    """Lock of the worker running the controller; another worker takes over this long after it dies."""
+
+    waveless_initial_batch: int = 4
+    """Batch size before the first adjustment (a new leader continues from the stored one)."""
+
+    waveless_min_batch: int = 1
+    """Smallest batch size the law goes down to."""
+
+    waveless_max_batch: int = 50
+    """Largest batch size the law goes up to (and the largest an operator may pin)."""
+
+    waveless_max_rate: float = 200.0
+    """Orders released per second, at most (and the highest rate an operator may pin)."""
+
+    waveless_target_utilization: float = 0.85
+    """Utilization the controller aims at: above it the batch shrinks, and releases stop at it."""
+
+    waveless_worker_slots: int = 0
+    """Sagas one worker process advances at once (0: ``claim_batch``, what one dispatch claim takes);
+    worker utilization is sagas in flight / (live workers x this)."""
+
+    waveless_latency_sla_ms: float = 500.0
+    """Step execution p95 above this (over the latency window) shrinks the batch."""
+
+    waveless_latency_window_seconds: float = 10.0
+    """Window of the step latency p95 and the throughput the controller reads from the stats rollups."""
+
+    waveless_increase: int = 2
+    """Additive increase of the batch size per adjustment under spare capacity."""
+
+    waveless_decrease: float = 0.7
+    """Multiplicative decrease when utilization or latency is past its target."""
+
+    waveless_breaker_decrease: float = 0.5
+    """Multiplicative decrease while a breaker of a service the saga calls is open."""
+
+    waveless_decisions_maxlen: int = 10_000
+    """Approximate length of the controller's decision stream."""
+
+    metrics_enabled: bool = True
+    """Record Prometheus metrics (labelled counters and SLA histograms) and flush them to Redis with the
+    stats, for ``wes exporter`` to serve. Off: only the stats rollups are kept."""
+
+    metrics_host: str = "127.0.0.1"
+    """Address ``wes exporter`` (and ``wes up``) serves ``/metrics`` on; 0.0.0.0 in a container."""
+
+    metrics_port: int = 9464
+    """Port of ``/metrics`` (9464: the port registered for OpenTelemetry/Prometheus exporters)."""
+
     @field_validator("key_prefix")
     @classmethod
     def _prefix_is_safe(cls, value: str) -> str:

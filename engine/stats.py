@@ -9,7 +9,8 @@ from __future__ import annotations
 import math
 import threading
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Protocol
 
 _BASE = math.log(1.05)
 _MIN = 1e-6  # one microsecond
@@ -72,23 +73,35 @@ class LogHistogram:
         return h
 
 
+class SampleSink(Protocol):
+    """Receives every batch of raw samples and counts as it is folded (engine.metrics' recorder)."""
+
+    def fold(
+        self, samples: Sequence[tuple[str, float, tuple[str, ...]]], counts: Sequence[tuple[str, int]]
+    ) -> None: ...
+
+
 class StatsRecorder:
     """Cheap to record on the hot path: an append (atomic under the GIL); bucketing happens when
-    ``drain()`` hands over what was recorded."""
+    ``drain()`` hands over what was recorded.
+
+    ``labels`` of an observation (workflow type, step...) are ignored by the log histograms here and
+    passed on, with every counter, to ``sink`` when one is attached (the Prometheus metrics)."""
 
     FOLD_AT = 10_000
     """Samples kept raw before they are folded into histograms, so memory stays bounded when
     nobody drains (a client that only starts workflows)."""
 
-    def __init__(self) -> None:
-        self._samples: list[tuple[str, float]] = []
+    def __init__(self, sink: SampleSink | None = None) -> None:
+        self._samples: list[tuple[str, float, tuple[str, ...]]] = []
         self._counts: list[tuple[str, int]] = []
         self._lock = threading.Lock()
         self._hist: dict[str, LogHistogram] = defaultdict(LogHistogram)
         self._counters: dict[str, int] = defaultdict(int)
+        self.sink = sink
 
-    def observe(self, metric: str, seconds: float) -> None:
-        self._samples.append((metric, seconds))
+    def observe(self, metric: str, seconds: float, labels: tuple[str, ...] = ()) -> None:
+        self._samples.append((metric, seconds, labels))
         if len(self._samples) > self.FOLD_AT:
             self._fold()
 
@@ -101,10 +114,12 @@ class StatsRecorder:
         with self._lock:
             samples, self._samples = self._samples, []
             counts, self._counts = self._counts, []
-            for metric, seconds in samples:
+            for metric, seconds, _labels in samples:
                 self._hist[metric].observe(seconds)
             for name, n in counts:
                 self._counters[name] += n
+            if self.sink is not None and (samples or counts):
+                self.sink.fold(samples, counts)
 
     def drain(self) -> tuple[dict[str, LogHistogram], dict[str, int]]:
         self._fold()

@@ -144,6 +144,22 @@ class Keys:
     def waveless_leader(self) -> str:  # STRING the worker running the release controller (PX)
         return f"{self.prefix}:waveless:leader"
 
+    # --- control API
+    @cached_property
+    def api_keys(self) -> str:  # HASH API key id -> JSON {role, name, salt, hash, created_at, created_by}
+        return f"{self.prefix}:api:keys"
+
+    @cached_property
+    def api_bootstrap(self) -> str:  # STRING held while the first admin key is created (PX)
+        return f"{self.prefix}:api:bootstrap"
+
+    @cached_property
+    def api_audit(self) -> str:  # STREAM control actions (who, what, when, result), capped
+        return f"{self.prefix}:api:audit"
+
+    def api_rate(self, key_id: str) -> str:  # HASH token bucket of one API key (tokens, ms) (PX)
+        return f"{self.prefix}:api:rate:{key_id}"
+
     # --- triggers
     def cron_last(self, definition_id: str) -> str:  # STRING epoch of the last cron fire handled
         return f"{self.prefix}:trigger:cron:{definition_id}"
@@ -156,7 +172,16 @@ class Keys:
     def stats_index(self) -> str:  # ZSET interval start -> interval start
         return f"{self.prefix}:stats:index"
 
+    # --- Prometheus metrics (engine/metrics.py)
+    @cached_property
+    def metrics(self) -> str:  # HASH cumulative counters and histogram buckets of every process, never
+        return f"{self.prefix}:metrics"  # reset: c|<counter>, h|<hist>|<labels...>|<bucket>, s|<hist>|<labels...>
+
     @cached_property
     def queue_name(self) -> str:
         """The RQ queue that carries dispatch jobs (RQ adds its own ``rq:`` keys)."""
         return self.prefix
+
+    @cached_property
+    def rq_queue(self) -> str:  # LIST RQ's own: ids of queued dispatch jobs (written by RQ, read by the exporter)
+        return f"rq:queue:{self.queue_name}"

@@ -30,6 +30,7 @@ from engine.persistence import scripts
 from engine.persistence.codec import dumps, loads
 from engine.persistence.fastpath import runner_for
 from engine.persistence.keys import Keys
+from engine.persistence.stats_store import StatsStore
 from engine.settings import EngineSettings
 
 CACHE_S = 1.0
@@ -184,6 +185,8 @@ class ServiceRegistry:
             [_ms(), lease.token, "ok" if ok else "fail", 1 if lease.trial else 0, b.window, b.min_calls,
              b.failure_rate, int(b.open_seconds * 1000), b.half_open_calls, endpoint.name, self.settings.feed_maxlen],
         )  # fmt: skip
+        if transition == "OPENED":
+            StatsStore(self.r, self.settings.key_prefix).flush(time.time(), {}, {f"breaker_trips|{endpoint.name}": 1})
         return CircuitState(state), transition
 
     def loads(self, endpoint: ServiceEndpoint) -> list[InstanceLoad]:

@@ -56,3 +56,33 @@ class StatsStore:
                 elif kind == "c":
                     counters[rest] = counters.get(rest, 0) + int(value)
         return {m: LogHistogram.from_counts(c, totals.get(m, 0.0)) for m, c in hist.items()}, counters
+
+    def series(
+        self, since_s: float, until_s: float | None = None
+    ) -> list[tuple[int, dict[str, LogHistogram], dict[str, int]]]:
+        """Each interval starting in [since - interval, until] on its own, oldest first."""
+        starts = [
+            int(s)
+            for s in self.r.zrangebyscore(
+                self.keys.stats_index, int(since_s) // INTERVAL_S * INTERVAL_S, "+inf" if until_s is None else until_s
+            )
+        ]
+        pipe = self.r.pipeline(transaction=False)
+        for s in starts:
+            pipe.hgetall(self.keys.stats(s))
+        out = []
+        for start, row in zip(starts, pipe.execute(), strict=True):
+            hist: dict[str, dict[int, int]] = {}
+            totals: dict[str, float] = {}
+            counters: dict[str, int] = {}
+            for field, value in row.items():
+                kind, _, rest = field.partition("|")
+                if kind == "h":
+                    metric, _, b = rest.rpartition("|")
+                    hist.setdefault(metric, {})[int(b)] = int(value)
+                elif kind == "s":
+                    totals[rest] = float(value)
+                elif kind == "c":
+                    counters[rest] = int(value)
+            out.append((start, {m: LogHistogram.from_counts(c, totals.get(m, 0.0)) for m, c in hist.items()}, counters))
+        return out

@@ -201,7 +201,7 @@ class SagaCoordinatorService:
         result = self.repo.create(inst, int(now * 1000), idempotency_key=idempotency_key, schedule=schedule)
         if result.enqueue:
             self.request_dispatch()
-        self.stats.observe("workflow_start", time.perf_counter() - t0)
+        self.stats.observe("workflow_start", time.perf_counter() - t0, (definition.name,))
         if result.created:
             self.stats.incr(f"workflows_started|{definition.name}")
         return result
@@ -276,7 +276,12 @@ class SagaCoordinatorService:
                         started = time.perf_counter()
                         self.repo.send_commit(request, prepared)
                         reply = self._receive_raw(request, prepared)
-                        self.stats.observe("state_persistence", time.perf_counter() - started)
+                        elapsed = time.perf_counter() - started
+                        self.stats.observe("state_persistence", elapsed)
+                        if request.events:
+                            # The events are appended to the workflow's stream and the global feed
+                            # in this same atomic commit: its round trip is their publishing time.
+                            self.stats.observe("event_publish", elapsed)
                         ready.appendleft((wid, gen, self.repo.commit_result(request, reply)))
                     else:
                         self.repo.send_commit(request)
@@ -364,7 +369,7 @@ class SagaCoordinatorService:
             persist = ex.inst.consistency.persists_before_each_step or len(ex.buffered) >= EVENTUAL_FLUSH_EVERY
             if persist and not (yield from self._flush(ex)):
                 return False
-            self.stats.observe("step_overhead", time.perf_counter() - t_decide)
+            self.stats.observe("step_overhead", time.perf_counter() - t_decide, (ex.inst.workflow_type,))
             self._execute(ex, d.steps)
             return False
         if a is Action.RECOVER:
@@ -381,7 +386,7 @@ class SagaCoordinatorService:
             )
             if (yield from self._flush(ex, sched="del", lock="release" if ex.locked else "none")):
                 self.stats.incr(f"workflows_finished|{ex.inst.workflow_type}|completed")
-                self.stats.observe("workflow_duration", now - ex.inst.created_at)
+                self.stats.observe("workflow_duration", now - ex.inst.created_at, (ex.inst.workflow_type, "completed"))
                 return True
             return False
         if a is Action.FAIL:
@@ -415,10 +420,14 @@ class SagaCoordinatorService:
             failed = list(ex.inst.failed_compensations)
             attention = bool(failed) or ex.inst.compensation_timed_out
             reason = ex.inst.compensation_reason or "failed"
+            comp_started = ex.inst.compensation_started_at
             ex.record(ev.WorkflowCompensated(ex.inst.workflow_id, now, reason, attention, failed))
             if (yield from self._flush(ex, sched="del", lock="release" if ex.locked else "none")):
-                self.stats.incr(f"workflows_finished|{ex.inst.workflow_type}|compensated")
-                self.stats.observe("workflow_duration", now - ex.inst.created_at)
+                wtype = ex.inst.workflow_type
+                self.stats.incr(f"workflows_finished|{wtype}|compensated")
+                self.stats.observe("workflow_duration", now - ex.inst.created_at, (wtype, "compensated"))
+                if comp_started:
+                    self.stats.observe("compensation_duration", now - comp_started, (wtype,))
                 return True
             return False
         raise AssertionError(f"unhandled backward decision {d}")
@@ -498,7 +507,7 @@ class SagaCoordinatorService:
         se = ex.inst.step(sid)
         if se.status is not StepStatus.RUNNING:
             return  # given up meanwhile (deadline); its result no longer counts
-        self.stats.observe("step_execution", outcome.elapsed)
+        self.stats.observe("step_execution", outcome.elapsed, (ex.inst.workflow_type, sid))
         if outcome.ok:
             output = getattr(outcome.value, "output", outcome.value)
             if is_json_value(output):
@@ -625,7 +634,7 @@ class SagaCoordinatorService:
         ex.record(ev.CompensationStepStarted(wid, now, sid, attempt, via, key))
         if ex.inst.consistency.persists_before_each_step and not (yield from self._flush(ex)):
             return
-        self.stats.observe("compensation_overhead", time.perf_counter() - t_decide)
+        self.stats.observe("compensation_overhead", time.perf_counter() - t_decide, (ex.inst.workflow_type,))
         ctx = self._context(ex, sid, "compensation", key, attempt)
         timeout = comp.timeout or sd.timeout
         ctx.timeout = timeout
@@ -638,7 +647,7 @@ class SagaCoordinatorService:
                 pass
             outcome = pending.outcome or Outcome(False, error=RuntimeError("lost"))
         now = self.clock()
-        self.stats.observe("compensation_execution", outcome.elapsed)
+        self.stats.observe("compensation_execution", outcome.elapsed, (ex.inst.workflow_type, sid))
         if outcome.ok:
             ex.record(ev.StepCompensated(wid, now, sid, attempt, via, outcome.elapsed))
             self.stats.incr(f"compensations|{ex.inst.workflow_type}|compensated")
