@@ -18,6 +18,7 @@ from engine.errors import ConsistencyUnavailable, EngineError
 from engine.integration.http_service import HttpServicePort
 from engine.integration.ports import IntegrationPort
 from engine.integration.python_handlers import HandlerResolver, PythonHandlerPort
+from engine.metrics import recorder_for
 from engine.persistence.connection import connect, server_version
 from engine.persistence.definition_repository import DefinitionRepository
 from engine.persistence.dispatch import Dispatch
@@ -69,7 +70,9 @@ class Runtime:
         self.services = ServiceRegistry(self.client, settings)
         self.http = HttpServicePort(self.services)
         self.port = IntegrationPort(PythonHandlerPort(self.resolver), self.http)
-        self.stats = StatsRecorder()
+        self.metrics = recorder_for(settings.metrics_enabled)
+        """Prometheus counters and SLA histograms, added to the shared hash in Redis at each flush."""
+        self.stats = StatsRecorder(sink=self.metrics)
         self.stats_store = StatsStore(self.client, settings.key_prefix)
         self.leases = LeaseBook()
         self.queue = dispatch_queue(self.rq_client, settings.key_prefix)
@@ -166,6 +169,11 @@ class Runtime:
 
         self.health = HealthChecker(self.services, self.name, self.stop_event)
         self._spawn(self.health.run, "wes-health")
+        if self.settings.waveless_enabled:
+            from engine.saga.waveless import WavelessProcessingService
+
+            self.waveless = WavelessProcessingService.for_runtime(self)
+            self._spawn(self.waveless.run, "wes-waveless")
 
     def _spawn(self, target, name: str) -> None:
         t = threading.Thread(target=target, name=name, daemon=True)
@@ -190,6 +198,8 @@ class Runtime:
     def flush_stats(self) -> None:
         hist, counters = self.stats.drain()
         self.stats_store.flush(time.time(), hist, counters)
+        if self.metrics is not None:
+            self.metrics.flush(self.client, self.stats_store.keys)
 
     def _ticker_loop(self) -> None:
         while not self.stop_event.wait(self.settings.tick_seconds):

@@ -1,0 +1,279 @@
+"""``wes bench waveless``: the same bursty order stream through fixed waves and through waveless release.
+
+One run starts its own Redis (or uses ``redis_url``), the six simulated warehouse services (one
+instance each) and, per mode, ``workers`` fresh worker processes under a fresh key prefix. The order
+pattern is a steady base rate with a lunch peak (``bursty``: ramping up to ``peak_rate`` between 30 %
+and 40 % of the run, flat to 60 %, back down by 70 %); its arrival times are computed once and replayed
+identically onto the intake in both modes, and every order becomes an ``order-fulfillment-http`` saga
+(six HTTP steps through the breakers and the load balancer).
+
+- ``fixed``: the baseline, ``wave_size`` orders every ``wave_interval`` seconds (by default a wave is
+  sized for the peak, ``peak_rate * wave_interval``, so the waves keep up with the arrivals);
+- ``waveless``: the adaptive controller with its defaults.
+
+Per mode: ``orders_per_s`` (completed orders / (last completion - first arrival)), the cycle time
+(arrival on the intake to saga COMPLETED: ``finished_at`` - the order's durable arrival time)
+``cycle_p50_ms`` / ``cycle_p95_ms`` / ``cycle_p99_ms``, ``peak_queue_depth`` (orders waiting on the
+intake, sampled every 50 ms) and ``max_utilization`` (the controller's utilization, sampled every
+0.25 s: sagas in flight per worker slot, or the busiest service instance; above 1.0 sagas queue).
+The bar: waveless p95 at most half of fixed waves' at equal or better throughput.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import shutil
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from engine.bench import _alive, _delete_keys, _wait_for
+from engine.client import EngineClient
+from engine.domain.waveless import Mode, OrderPattern, Pattern, ProcessingStrategy, percentile
+from engine.embedded import EmbeddedRedis, free_port
+from engine.saga.waveless import ARRIVED_HEADER, WavelessProcessingService, generate_orders
+from engine.saga.worker import WorkerPool
+from engine.settings import EngineSettings
+
+DEFINITION = "order-fulfillment-http"
+DEFINITION_FILE = Path(__file__).resolve().parent.parent / "examples" / "services" / "order_fulfillment_http.yaml"
+COMPLETION_TIMEOUT_S = 120.0
+REGISTER_TIMEOUT_S = 30.0
+DEPTH_SAMPLE_S = 0.05
+UTILIZATION_SAMPLE_S = 0.25
+TERMINAL = ("COMPLETED", "COMPENSATED", "CANCELLED", "TIMEOUT", "FAILED")
+
+
+def run_waveless_bench(
+    workers: int = 2,
+    rate: float = 12.0,
+    peak_rate: float = 36.0,
+    duration: float = 36.0,
+    wave_interval: float = 5.0,
+    wave_size: int | None = None,
+    redis_url: str | None = None,
+) -> dict[str, Any]:
+    """Run the bench and return ``{"fixed": {...}, "waveless": {...}, ...}`` (see the module docstring)."""
+    from sim.launcher import SimCluster
+
+    pattern = OrderPattern(Pattern.BURSTY, rate, duration, peak_rate)
+    if workers < 1:
+        raise ValueError("workers must be >= 1")
+    size = wave_size or math.ceil(pattern.peak * wave_interval)
+    ProcessingStrategy(Mode.FIXED, size, wave_interval).validate()
+    wall0 = time.perf_counter()
+    run = uuid.uuid4().hex[:8]
+    tmp = Path(tempfile.mkdtemp(prefix="wes-bench-waveless-"))
+    server: EmbeddedRedis | None = None
+    cluster = None
+    prefixes: list[str] = []
+    url = redis_url
+    try:
+        if url is None:
+            server = EmbeddedRedis(tmp / "home", port=free_port(), fsync="everysec")
+            url = server.start().url
+        cluster = SimCluster(url, prefix=f"bwsim-{run}", log_file=tmp / "sim.log")
+        cluster.start()
+        _warm(cluster)
+        result: dict[str, Any] = {
+            "pattern": {"name": "bursty", "rate": rate, "peak_rate": pattern.peak, "duration_s": duration,
+                        "orders": len(pattern.arrivals())},
+            "workers": workers,
+            "fixed_waves": {"wave_size": size, "wave_interval_s": wave_interval},
+            "server": "external" if redis_url else "embedded",
+        }  # fmt: skip
+        for mode in (Mode.FIXED, Mode.WAVELESS):
+            prefix = f"bw{mode.value[:5]}-{run}"
+            prefixes.append(prefix)
+            result[mode.value] = _run_mode(url, cluster, prefix, mode, pattern, workers, size, wave_interval, tmp)
+        fixed, wl = result["fixed"], result["waveless"]
+        p95_ratio = wl["cycle_p95_ms"] / fixed["cycle_p95_ms"] if fixed["cycle_p95_ms"] else None
+        tput_ratio = wl["orders_per_s"] / fixed["orders_per_s"] if fixed["orders_per_s"] else None
+        result["bar"] = {
+            "waveless_p95_over_fixed_p95": _round(p95_ratio, 3),
+            "waveless_throughput_over_fixed": _round(tput_ratio, 3),
+            "met": bool(
+                p95_ratio is not None and tput_ratio is not None and p95_ratio <= 0.5 and tput_ratio >= 1.0
+                and not fixed["lost"] and not wl["lost"] and not fixed["duplicated"] and not wl["duplicated"]
+            ),
+        }  # fmt: skip
+        result["wall_s"] = round(time.perf_counter() - wall0, 1)
+        return result
+    finally:
+        if cluster is not None:
+            with contextlib.suppress(Exception):
+                cluster.stop()
+        if server is not None:
+            with contextlib.suppress(Exception):
+                server.stop()
+        elif url is not None:
+            for prefix in prefixes:
+                with contextlib.suppress(Exception):
+                    _delete_keys(url, prefix)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _warm(cluster) -> None:
+    """A few calls to every simulated instance, so neither mode pays for cold servers."""
+    from sim.services import SERVICES
+
+    with httpx.Client(trust_env=False, timeout=5.0) as http:
+        for inst in cluster.instances:
+            forward, _ = SERVICES[inst.service]
+            for i in range(10):
+                body = {"workflow_id": f"warm-{i}", "step_id": "warm", "input": {"order_id": f"warm-{i}"}}
+                http.post(f"{inst.url}/{forward}", json=body, headers={"Idempotency-Key": uuid.uuid4().hex})
+
+
+def _run_mode(
+    url: str,
+    cluster,
+    prefix: str,
+    mode: Mode,
+    pattern: OrderPattern,
+    workers: int,
+    wave_size: int,
+    wave_interval: float,
+    tmp: Path,
+) -> dict[str, Any]:
+    settings = EngineSettings(
+        redis_url=url,
+        key_prefix=prefix,
+        waveless_definition=DEFINITION,
+        waveless_mode=mode.value,
+        waveless_wave_size=wave_size,
+        waveless_wave_interval_seconds=wave_interval,
+    )
+    client = EngineClient(settings)
+    pool: WorkerPool | None = None
+    stop = threading.Event()
+    sampler: threading.Thread | None = None
+    try:
+        client.services.apply(cluster.services_config())
+        client.apply_file(DEFINITION_FILE)
+        service = WavelessProcessingService.for_client(client, name=f"bench-{mode.value}")
+        log = tmp / f"{mode.value}-workers.log"
+        pool = WorkerPool(settings, concurrency=workers, log_level="WARNING", grace_seconds=20.0, log_file=str(log))
+        pool.start()
+        _wait_for(lambda: len(client.workers()) >= workers, REGISTER_TIMEOUT_S, "workers to register", pool, log=log)
+        _wait_for(lambda: service.store.leader() is not None, REGISTER_TIMEOUT_S, "a release leader", pool, log=log)
+        time.sleep(0.5)  # let every worker finish starting up before the first order
+        # The wave schedule starts with the stream.
+        service.enable_waveless_mode(ProcessingStrategy(mode, wave_size, wave_interval), by="bench")
+
+        samples: dict[str, Any] = {"depth": 0, "utilization": 0.0, "in_flight": 0, "batch": [], "limits": {}}
+        load_before = os.getloadavg()[0]
+        sampler = threading.Thread(target=_sample, args=(service, samples, stop), name="bench-sampler", daemon=True)
+        sampler.start()
+        order_ids: list[str] = []
+        gen = generate_orders(service, pattern, on_submit=lambda acc: order_ids.extend(a["order_id"] for a in acc))
+        n = len(order_ids)
+        deadline = time.monotonic() + COMPLETION_TIMEOUT_S
+        while True:
+            counts = client.counts()
+            if sum(counts.get(s, 0) for s in TERMINAL) >= n:
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{mode.value}: {sum(counts.get(s, 0) for s in TERMINAL)} of {n} orders finished")
+            if pool.pids and not all(_alive(p) for p in pool.pids):
+                raise RuntimeError(f"{mode.value}: a worker process died (see {log})")
+            time.sleep(0.05)
+        stop.set()
+        sampler.join(5)
+        load_after = os.getloadavg()[0]
+        snaps = _snapshots(client)
+        state = service.status(decisions=0)
+        decisions = service.store.decisions(settings.waveless_decisions_maxlen)
+    finally:
+        stop.set()
+        if pool is not None:
+            with contextlib.suppress(Exception):
+                pool.stop()
+        with contextlib.suppress(Exception):
+            client.r.close()
+
+    by_order: dict[str, list[dict[str, Any]]] = {}
+    for s in snaps:
+        by_order.setdefault(s.get("correlation_id") or "", []).append(s)
+    done = [s for s in snaps if s["status"] == "COMPLETED"]
+    arrived = {s["workflow_id"]: float(s["context"]["headers"][ARRIVED_HEADER]) for s in snaps}
+    cycles = sorted(s["time_constraints"]["finished_at"] - arrived[s["workflow_id"]] for s in done)
+    # Where the cycle time goes: waiting on the intake (arrival -> saga created), waiting for a worker
+    # (created -> started) and running (started -> finished).
+    tcs = [(s["time_constraints"], arrived[s["workflow_id"]]) for s in done]
+    intake_wait = sorted(tc["created_at"] - a for tc, a in tcs)
+    start_wait = sorted(tc["started_at"] - tc["created_at"] for tc, _ in tcs if tc.get("started_at"))
+    run_time = sorted(tc["finished_at"] - tc["started_at"] for tc, _ in tcs if tc.get("started_at"))
+    span = (max(s["time_constraints"]["finished_at"] for s in done) - min(arrived.values())) if done else 0.0
+    kinds: dict[str, int] = {}
+    for d in decisions:
+        kinds[d.get("kind", "?")] = kinds.get(d.get("kind", "?"), 0) + 1
+    return {
+        "orders": n,
+        "completed": len(done),
+        "not_completed": len(snaps) - len(done),
+        "lost": sum(1 for oid in order_ids if oid not in by_order),
+        "duplicated": sum(1 for oid in order_ids if len(by_order.get(oid, ())) > 1),
+        "orders_per_s": round(len(done) / span, 2) if span else 0.0,
+        "cycle_p50_ms": _ms(percentile(cycles, 0.50)),
+        "cycle_p95_ms": _ms(percentile(cycles, 0.95)),
+        "cycle_p99_ms": _ms(percentile(cycles, 0.99)),
+        "cycle_max_ms": _ms(cycles[-1] if cycles else None),
+        "intake_wait_p50_ms": _ms(percentile(intake_wait, 0.50)),
+        "intake_wait_p95_ms": _ms(percentile(intake_wait, 0.95)),
+        "start_wait_p95_ms": _ms(percentile(start_wait, 0.95)),
+        "run_p50_ms": _ms(percentile(run_time, 0.50)),
+        "run_p95_ms": _ms(percentile(run_time, 0.95)),
+        "peak_queue_depth": samples["depth"],
+        "max_utilization": round(samples["utilization"], 3),
+        "max_in_flight": samples["in_flight"],
+        "generator": {"submitted": gen["submitted"], "elapsed_s": gen["elapsed_s"]},
+        "final_batch_size": state.get("batch_size"),
+        "batch_size_range": [min(samples["batch"]), max(samples["batch"])] if samples["batch"] else None,
+        "limits_sampled": samples["limits"],
+        "load_1m": [round(load_before, 2), round(load_after, 2)],
+        "decisions": kinds,
+    }
+
+
+def _sample(service: WavelessProcessingService, out: dict[str, Any], stop: threading.Event) -> None:
+    next_util = 0.0
+    while not stop.wait(DEPTH_SAMPLE_S):
+        try:
+            out["depth"] = max(out["depth"], service.store.depth())
+            now = time.monotonic()
+            if now >= next_util:
+                load = service.measure()
+                out["utilization"] = max(out["utilization"], load.utilization)
+                out["in_flight"] = max(out["in_flight"], load.in_flight)
+                state = service.store.read_state()
+                if state.get("batch_size"):
+                    out["batch"].append(int(state["batch_size"]))
+                limit = state.get("limit") or "?"
+                out["limits"][limit] = out["limits"].get(limit, 0) + 1
+                next_util = now + UTILIZATION_SAMPLE_S
+        except Exception:  # a sample lost is no reason to fail the bench
+            pass
+
+
+def _snapshots(client: EngineClient) -> list[dict[str, Any]]:
+    ids = client.r.zrange(client.repo.keys.by_definition(DEFINITION), 0, -1)
+    out: list[dict[str, Any]] = []
+    for i in range(0, len(ids), 500):
+        out.extend(client.repo.snapshots(ids[i : i + 500]))
+    return out
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000.0, 1)
+
+
+def _round(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(value, digits)
