@@ -15,7 +15,6 @@ import os
 import signal
 import sys
 import textwrap
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
@@ -48,7 +47,8 @@ FOLLOW_POLL_S = 0.2
 SUPERVISE_POLL_S = 0.2
 DEMO_TIMEOUT_S = 60.0
 DEMO_HTTP_WORKFLOW = "order-fulfillment-http"
-DEMO_LOAD_PER_S = 2.0
+DEMO_ORDERS_PER_S = 2.0
+"""Base rate of the demo's order feed (bursty: it peaks at three times this once a minute)."""
 
 
 class CliInputError(EngineError):
@@ -440,38 +440,6 @@ def example_files(services: bool = False) -> list[Path]:
     return sorted(p for d in dirs for p in d.iterdir() if p.suffix in (".yaml", ".yml", ".json"))
 
 
-class DemoLoad(Component):
-    """A steady trickle of sagas against the simulated services while `wes up --demo` runs."""
-
-    name = "demo load"
-
-    def __init__(self, client: EngineClient, workflow: str, per_second: float):
-        self.client, self.workflow, self.period = client, workflow, 1.0 / per_second
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="wes-demo-load", daemon=True)
-        self.started = 0
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.period):
-            try:
-                self.client.start(self.workflow, {"order_id": f"load-{uuid.uuid4().hex[:10]}"}, principal="demo")
-                self.started += 1
-            except Exception as exc:  # keep the demo alive; say why once in a while
-                if self.started % 50 == 0:
-                    click.echo(f"warning: demo load: {error_message(exc)}", err=True)
-
-    def start(self) -> dict[str, Any]:
-        self._thread.start()
-        return {"workflow": self.workflow, "per_second": 1.0 / self.period}
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
-
-    def kill(self) -> None:
-        self._stop.set()
-
-
 def apply_definitions(client: EngineClient, paths: Iterable[Path | str]) -> list[dict[str, Any]]:
     definitions: list[WorkflowDefinition] = [d for p in paths for d in load_definitions(p)]
     for definition in definitions:
@@ -550,6 +518,17 @@ def env_hint(settings: EngineSettings) -> str:
     return " ".join(parts) + " " if parts else ""
 
 
+def start_api(sup: Supervisor, settings: EngineSettings, client: EngineClient, port: int, demo: bool) -> dict[str, Any]:
+    """Serve the control API (uvicorn in a subprocess); with no API key configured or stored, create an
+    admin key, of which only the hash is stored, to be printed once."""
+    from api.auth import ensure_admin_key
+    from api.component import ApiComponent
+
+    info = sup.start(ApiComponent(settings, port, url=client.url, chaos=demo, log_file=settings.home / "api.log"))
+    info["admin_key"] = ensure_admin_key(client)
+    return info
+
+
 def print_banner(settings: EngineSettings, info: dict[str, Any]) -> None:
     rd = info["redis"]
     if rd["embedded"]:
@@ -565,6 +544,14 @@ def print_banner(settings: EngineSettings, info: dict[str, Any]) -> None:
         f"{d['definition']} ({'created' if d['created'] else 'unchanged'})" for d in info["definitions"]
     )
     click.echo(f"definitions  {applied or 'none applied'}")
+    if (info.get("metrics") or {}).get("url"):
+        click.echo(f"metrics      {info['metrics']['url']}  (Prometheus exposition of every worker)")
+    if api := info.get("api"):
+        click.echo(f"api          {api['url']}/api/v1  (docs {api['docs']}, log {api['log_file']})")
+        if api.get("admin_key"):
+            click.echo(f"admin key    {api['admin_key']}  (shown once: only its hash is stored)")
+        else:
+            click.echo("api keys     from WES_API_KEYS / WES_API_KEYS_FILE, or the ones already stored")
     env = env_hint(settings)
     # Through the ./wes bootstrap script, `wes` itself is not on PATH: show the command as invoked.
     wes = os.environ.get("WES_COMMAND", "wes")
@@ -598,9 +585,21 @@ def run_until_signalled(app: App, sup: Supervisor, boot: Callable[[], dict[str, 
 @click.option("--demo", is_flag=True, help="Run two example sagas (one compensates) once the workers are up.")
 @click.option("--no-examples", is_flag=True, help="Do not apply the definitions in examples/.")
 @click.option("--log-file", type=click.Path(dir_okay=False, path_type=Path), help="Workers' log [HOME/workers.log].")
+@click.option("--metrics-port", type=click.IntRange(0, 65535), help="Port of /metrics [$WES_METRICS_PORT, 9464].")
+@click.option("--api-port", type=click.IntRange(1, 65535), default=8000, show_default=True, help="Port of the API.")
+@click.option("--no-api", is_flag=True, help="Do not serve the control API.")
 @pass_app
 def up(
-    app: App, n_workers: int, redis_port: int, fsync: str, demo: bool, no_examples: bool, log_file: Path | None
+    app: App,
+    n_workers: int,
+    redis_port: int,
+    fsync: str,
+    demo: bool,
+    no_examples: bool,
+    log_file: Path | None,
+    metrics_port: int | None,
+    api_port: int,
+    no_api: bool,
 ) -> None:
     """Run the engine in the foreground: embedded Redis (unless REDIS_URL), workers, example definitions.
 
@@ -625,6 +624,12 @@ def up(
         files = [] if no_examples else example_files(services=demo)
         info["definitions"] = apply_definitions(client, files)
         info["workers"] = sup.start(WorkersComponent(settings, n_workers, log_file or settings.home / "workers.log"))
+        from engine.cli_metrics import start_exporter
+
+        port = settings.metrics_port if metrics_port is None else metrics_port
+        info["metrics"] = start_exporter(sup, settings, client.url, port)
+        if not no_api:
+            info["api"] = start_api(sup, settings, client, api_port, demo)
         if not app.json:
             print_banner(settings, info)
         if demo:
@@ -636,13 +641,18 @@ def up(
             else:
                 if info["demo"] and not app.json:
                     print_demo(info["demo"])
-            info["demo_load"] = sup.start(DemoLoad(client, DEMO_HTTP_WORKFLOW, DEMO_LOAD_PER_S))
+            from engine.cli_waveless import OrderFeed
+
+            feed = OrderFeed(client, DEMO_ORDERS_PER_S, "bursty", 3 * DEMO_ORDERS_PER_S)
+            info["order_feed"] = sup.start(feed)
             if not app.json:
+                wes = os.environ.get("WES_COMMAND", "wes")
                 click.echo(
-                    f"\ndemo load: {DEMO_LOAD_PER_S:g} {DEMO_HTTP_WORKFLOW} sagas/s against the simulated services."
-                    f"\n  trip the payment breaker:  {os.environ.get('WES_COMMAND', 'wes')} sim chaos payment "
-                    "--error-rate 1\n  and heal it:               "
-                    f"{os.environ.get('WES_COMMAND', 'wes')} sim chaos payment --reset"
+                    f"\norder feed: {DEMO_ORDERS_PER_S:g} orders/s (peaking at {3 * DEMO_ORDERS_PER_S:g}) onto the intake,"
+                    f" released into {DEMO_HTTP_WORKFLOW} sagas by the waveless controller."
+                    f"\n  watch the release:          {wes} waveless status"
+                    f"\n  trip the payment breaker:  {wes} sim chaos payment --error-rate 1"
+                    f"\n  and heal it:               {wes} sim chaos payment --reset"
                 )
         return info
 
@@ -910,6 +920,7 @@ def validate(app: App, workflow_id: str) -> None:
 
 # ====================================================================== bench
 @cli.command()
+@click.argument("kind", required=False, type=click.Choice(["waveless", "api"]))
 @click.option("--workflows", type=click.IntRange(min=1), default=2000, show_default=True)
 @click.option("--steps", type=click.IntRange(min=1), default=6, show_default=True)
 @click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True)
@@ -917,20 +928,44 @@ def validate(app: App, workflow_id: str) -> None:
 @click.option("--naive-workflows", type=click.IntRange(min=0), help="Workflows of the RQ-job-per-step run.")
 @click.option("--breaker", "breaker_calls", type=click.IntRange(min=10), default=None, metavar="CALLS",
               help="Instead: the latency the circuit breaker and load balancer add to CALLS service calls.")  # fmt: skip
+@click.option("--peak-rate", type=click.FloatRange(min=0, min_open=True), help="waveless: orders/s at the peak [36].")
+@click.option("--duration", type=click.FloatRange(min=1), help="waveless: seconds of arrivals per mode [36].")
+@click.option("--wave-interval", type=click.FloatRange(min=0.1), help="waveless: seconds between fixed waves [5].")
+@click.option("--stored", type=click.IntRange(min=1), default=100_000, show_default=True, help="api: workflows stored.")
+@click.option("--requests", type=click.IntRange(min=10), default=2000, show_default=True, help="api: timed calls each.")
 @pass_app
 def bench(
     app: App,
+    kind: str | None,
     workflows: int,
     steps: int,
     workers: int,
     rate: float | None,
     naive_workflows: int | None,
     breaker_calls: int | None,
+    peak_rate: float | None,
+    duration: float | None,
+    wave_interval: float | None,
+    stored: int,
+    requests: int,
 ) -> None:
     """Measure throughput and latency, against one RQ job per step.
 
+    `wes bench waveless` instead runs one bursty order stream through fixed waves and through waveless
+    release on the simulated services (--rate is then the base order rate, --workers per mode);
+    `wes bench api` times the control API over HTTP with --stored workflows in Redis.
     Uses its own embedded Redis unless --redis-url/REDIS_URL is given."""
-    if breaker_calls is not None:
+    if kind == "waveless":
+        from engine.bench_waveless import run_waveless_bench
+
+        given = {"rate": rate, "peak_rate": peak_rate, "duration": duration, "wave_interval": wave_interval}
+        kwargs = {k: v for k, v in given.items() if v is not None}
+        result = run_waveless_bench(workers=workers, redis_url=app.settings.redis_url, **kwargs)
+    elif kind == "api":
+        from api.bench import run as run_api_bench
+
+        result = run_api_bench(stored, requests, redis_url=app.settings.redis_url)
+    elif breaker_calls is not None:
         from engine.bench_breaker import run_breaker_bench
 
         result = run_breaker_bench(breaker_calls, redis_url=app.settings.redis_url)
@@ -954,7 +989,9 @@ def bench(
 
 
 # The service endpoint commands (services, breaker, sim) register themselves on `cli`.
+import engine.cli_metrics  # noqa: E402  (`wes exporter`)
 import engine.cli_services  # noqa: E402, F401
+from engine import cli_waveless  # noqa: E402, F401  (`wes orders`, `wes waveless`)
 
 
 def main() -> None:
@@ -962,4 +999,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # Under `python -m engine.cli` this module is __main__, and the command modules above registered
+    # themselves on the `cli` of the importable engine.cli: run that one.
+    from engine.cli import main as registered_main
+
+    registered_main()

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 
@@ -328,9 +329,12 @@ def test_up_demo_then_ctrl_c(tmp_path: Path) -> None:
     home = tmp_path / "home"
     env = clean_env(WES_HOME=str(home))
     out_path = tmp_path / "up.out"
+    api_port = free_port()
     with open(out_path, "w") as out:
+        cmd = [sys.executable, "-m", "engine.cli", "up", "--workers", "1", "--redis-port", str(free_port()), "--demo"]
+        cmd += ["--api-port", str(api_port), "--metrics-port", str(free_port())]
         up = subprocess.Popen(
-            [sys.executable, "-m", "engine.cli", "up", "--workers", "1", "--redis-port", str(free_port()), "--demo"],
+            cmd,
             env=env,
             cwd=REPO,
             stdout=out,
@@ -349,7 +353,21 @@ def test_up_demo_then_ctrl_c(tmp_path: Path) -> None:
         assert re.search(r"^\s+[0-9a-f]{32}\s+COMPENSATED\s+order-fulfillment: fail_at: charge$", banner, re.M)
         # ...and one through the simulated warehouse services, which --demo starts and registers.
         assert re.search(r"COMPLETED\s+order-fulfillment-http: through the simulated services$", banner, re.M)
-        assert "demo load:" in banner
+        assert "order feed:" in banner
+        # The API answers with the admin key printed once (only its hash is stored)...
+        key = re.search(r"^admin key\s+([0-9a-zA-Z_-]+)\s+\(shown once", banner, re.M)[1]
+        assert f"http://127.0.0.1:{api_port}/api/v1" in banner
+        api = f"http://127.0.0.1:{api_port}/api/v1"
+        assert httpx.get(f"{api}/workflows", timeout=5).status_code == 401
+        listed = httpx.get(f"{api}/workflows", headers={"Authorization": f"Bearer {key}"}, timeout=5)
+        assert listed.status_code == 200, listed.text
+
+        # ...and the order feed's orders are released into sagas by the waveless controller.
+        def released() -> int:
+            out = run_wes(env, "--json", "waveless", "status")
+            return int(json.loads(out.stdout).get("released_total") or 0) if out.returncode == 0 else 0
+
+        wait_for(lambda: released() > 0, 30, "orders released by the waveless controller")
         assert "StepCompensated(reserve_inventory)" in banner
 
         applied = run_wes(env, "definitions", "apply", "examples/order_fulfillment.yaml")

@@ -299,6 +299,32 @@ class WorkflowRepository:
             return []
         return [s.instance.to_dict() for s in self._read(ids) if s is not None]
 
+    def summaries(self, ids: Sequence[str]) -> list[dict[str, Any]]:
+        """What a list shows, without reading snapshots: one round trip for the page."""
+        if not ids:
+            return []
+        pipe = self.r.pipeline(transaction=False)
+        for wid in ids:
+            pipe.hmget(self.keys.state(wid), "status", "type", "created", "updated", "corr")
+        pipe.zmscore(self.keys.attention, list(ids))
+        *rows, attention_scores = pipe.execute()
+        out = []
+        for wid, (status, wtype, created, updated, corr), attention in zip(ids, rows, attention_scores, strict=True):
+            if status is None:
+                continue
+            out.append(
+                {
+                    "workflow_id": wid,
+                    "workflow_type": wtype,
+                    "status": status,
+                    "correlation_id": corr or "",
+                    "created_at": int(created or 0) / 1000.0,
+                    "updated_at": int(updated or 0) / 1000.0,
+                    "requires_attention": attention is not None,
+                }
+            )
+        return out
+
     def stored_snapshot(self, wid: str) -> tuple[dict[str, Any], int]:
         """The last written snapshot as it is in Redis, and the version it reflects."""
         raw, sv, v = self.r.hmget(self.keys.state(wid), "snap", "sv", "v")
@@ -335,8 +361,12 @@ class WorkflowRepository:
         requires_attention: bool = False,
         limit: int = 50,
         cursor: str | None = None,
+        created_after_ms: int | None = None,
+        created_before_ms: int | None = None,
     ) -> tuple[list[str], str | None]:
-        """Newest first from one index; ``cursor`` is ``<created ms>:<id>`` of the last item seen."""
+        """Newest first from one index; ``cursor`` is ``<created ms>:<id>`` of the last item seen.
+        ``created_after_ms`` / ``created_before_ms`` bound the creation time (inclusive / exclusive;
+        the attention index is scored by when attention began, not by creation)."""
         k = self.keys
         if requires_attention:
             index = k.attention
@@ -349,7 +379,15 @@ class WorkflowRepository:
         else:
             index = k.all_workflows
         filters = {"status": status, "definition": definition, "correlation_id": correlation_id}
-        max_score: str = "+inf"
+        for name, used in (
+            ("correlation_id", k.by_correlation),
+            ("status", k.by_status),
+            ("definition", k.by_definition),
+        ):
+            if filters[name] is not None and index == used(filters[name]):
+                filters[name] = None  # the index already holds only these
+        max_score: str = "+inf" if created_before_ms is None else f"({created_before_ms}"
+        min_score: str = "-inf" if created_after_ms is None else str(created_after_ms)
         after_id: str | None = None
         if cursor:
             score, _, after_id = cursor.partition(":")
@@ -359,7 +397,7 @@ class WorkflowRepository:
         fetch = max(limit * 2, 50)
         offset = 0
         while len(out) < limit:
-            rows = self.r.zrevrangebyscore(index, max_score, "-inf", start=offset, num=fetch, withscores=True)
+            rows = self.r.zrevrangebyscore(index, max_score, min_score, start=offset, num=fetch, withscores=True)
             if not rows:
                 break
             offset += len(rows)

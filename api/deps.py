@@ -1,0 +1,109 @@
+"""Dependencies of the routes: the engine client, the caller's key and role, the rate limit.
+
+``Viewer``, ``Operator`` and ``Admin`` are the role checks (each higher role passes the lower ones);
+a route takes one of them as a parameter. A missing or unknown key is a 401, a role too low a 403.
+Every non-GET request also takes a token from the key's rate limit bucket (429 when empty).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+import redis
+import redis.asyncio as aioredis
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from prometheus_client import CollectorRegistry
+
+from api.audit import READ_METHODS, AuditLog
+from api.auth import KeyStore, Principal, Role
+from api.errors import ApiProblem, forbidden, unauthenticated
+from api.observability import ApiMetrics
+from api.ratelimit import RateLimiter
+from api.settings import ApiSettings
+from engine import EngineClient
+from engine.persistence.keys import Keys
+from engine.saga.waveless import WavelessProcessingService
+
+
+@dataclass
+class Services:
+    """Everything a request may need, built once per app (``app.state.api``)."""
+
+    settings: ApiSettings
+    engine: EngineClient
+    keys: Keys
+    aredis: aioredis.Redis
+    keystore: KeyStore
+    limiter: RateLimiter
+    audit: AuditLog
+    waveless: WavelessProcessingService
+    registry: CollectorRegistry
+    metrics: ApiMetrics
+
+    @property
+    def redis(self) -> redis.Redis:
+        return self.engine.r
+
+
+def get_services(request: Request) -> Services:
+    return request.app.state.api
+
+
+def get_engine(request: Request) -> EngineClient:
+    return request.app.state.api.engine
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+EngineDep = Annotated[EngineClient, Depends(get_engine)]
+
+bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="ApiKey",
+    description="An API key: `Authorization: Bearer <key>`. Roles: viewer (read), operator (control "
+    "workflows, breakers, chaos), admin (definitions, services, keys).",
+)
+
+
+async def current_principal(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+) -> Principal:
+    if credentials is None or not credentials.credentials:
+        raise unauthenticated("missing API key: send `Authorization: Bearer <key>`")
+    principal = await request.app.state.api.keystore.authenticate(credentials.credentials)
+    if principal is None:
+        raise unauthenticated("unknown or revoked API key")
+    request.state.principal = principal
+    return principal
+
+
+def reject_unknown_query(request: Request) -> None:
+    """A misspelt filter (``?stauts=RUNNING``) is a 422, not a silently unfiltered answer."""
+    op = request.app.state.operations.find(request.method, request.url.path)
+    if op is None:
+        return
+    unknown = sorted(set(request.query_params) - op.query)
+    if unknown:
+        allowed = ", ".join(sorted(op.query)) or "none"
+        raise ApiProblem(
+            422, "invalid-request", f"unknown query parameter(s) {unknown} (this endpoint takes: {allowed})"
+        )
+
+
+def require(role: Role):
+    async def check(request: Request, principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
+        if not principal.role.allows(role):
+            raise forbidden(f"this needs the {role.value} role; key {principal.key_id} is {principal.role.value}")
+        reject_unknown_query(request)
+        if request.method not in READ_METHODS:
+            await request.app.state.api.limiter.take(principal.key_id)
+        return principal
+
+    check.__name__ = f"require_{role.value}"
+    return check
+
+
+Viewer = Annotated[Principal, Depends(require(Role.VIEWER))]
+Operator = Annotated[Principal, Depends(require(Role.OPERATOR))]
+Admin = Annotated[Principal, Depends(require(Role.ADMIN))]

@@ -1,0 +1,94 @@
+"""The live feed: domain events of every workflow (and breaker events), as JSON pages or as
+Server-Sent Events, filtered by workflow or type."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi.sse import EventSourceResponse, ServerSentEvent
+
+from api import feed
+from api.deps import ServicesDep, Viewer
+from api.errors import READ, not_found, problems
+from api.schemas import FeedPage
+
+router = APIRouter(prefix="/events", tags=["events"])
+StreamId = Annotated[str | None, Query(pattern=r"^\d{1,16}-\d{1,10}$", description="Stream id to read after")]
+WorkflowFilter = Annotated[
+    str | None,
+    Query(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="Only this workflow (read from its own stream: ids are its)"),
+]
+TypeFilter = Annotated[list[str] | None, Query(alias="type", description="Only these event types (repeatable)")]
+RETRY_MS = 2000
+
+
+async def source(services: ServicesDep, workflow_id: WorkflowFilter = None) -> str:
+    """The stream to read: the global feed, or the workflow's own (404 for an unknown workflow)."""
+    if workflow_id is None:
+        return services.keys.feed
+    if not await services.aredis.exists(services.keys.state(workflow_id)):
+        raise not_found(f"no workflow with id {workflow_id!r}")
+    return services.keys.events(workflow_id)
+
+
+Source = Annotated[str, Depends(source)]
+
+
+@router.get("", response_model=FeedPage, responses={**READ, **problems(404)}, summary="Recent domain events")
+def recent_events(
+    services: ServicesDep,
+    _: Viewer,
+    stream: Source,
+    after: StreamId = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    workflow_id: WorkflowFilter = None,
+    types: TypeFilter = None,
+) -> Any:
+    """Without `after`: the newest `limit` events (oldest first). With it: the events after it. Poll
+    with `after=last_id` to follow."""
+    items, last = feed.recent(
+        services.redis, stream, after=after, limit=limit, workflow_id=workflow_id,
+        types=set(types or ()),
+    )  # fmt: skip
+    return {"items": items, "last_id": last or after}
+
+
+@router.get(
+    "/stream",
+    response_class=EventSourceResponse,
+    responses={**READ, **problems(404)},
+    summary="Live feed (Server-Sent Events); resumes from Last-Event-ID",
+)
+async def stream_events(
+    request: Request,
+    services: ServicesDep,
+    _: Viewer,
+    stream: Source,
+    workflow_id: WorkflowFilter = None,
+    types: TypeFilter = None,
+    last_event_id: Annotated[str | None, Header(pattern=r"^\d{1,16}-\d{1,10}$")] = None,
+    after: StreamId = None,
+    max_events: Annotated[int | None, Query(ge=1, le=100_000, description="Close after this many")] = None,
+) -> AsyncIterator[ServerSentEvent]:
+    """Each event: `id` = stream id, `event` = the domain event type, `data` = the event as JSON
+    (the `FeedEvent` shape). Without Last-Event-ID or `after`, only events from now on."""
+    sent = 0
+    yield ServerSentEvent(comment="connected", retry=RETRY_MS)
+    async for event in feed.follow(
+        services.aredis,
+        stream,
+        last_id=last_event_id or after or "$",
+        block_ms=services.settings.sse_block_ms,
+        workflow_id=workflow_id,
+        types=set(types or ()),
+    ):
+        if event is None:
+            if await request.is_disconnected():
+                return
+            continue
+        yield ServerSentEvent(id=event["id"], event=event["type"] or "event", data=event)
+        sent += 1
+        if max_events is not None and sent >= max_events:
+            return

@@ -1,0 +1,142 @@
+"""SLA compliance and time series from the engine's 10-second stats rollups (kept two days in Redis),
+so charts work without Prometheus. Pure: takes what ``EngineClient.stats`` / ``stats_series`` return.
+
+The SLA table is the engine's (``engine.metrics.SLA_TARGETS``): per row, the histogram whose share at
+the seed's target is the compliance, and our tighter bar (a p99 on the same or an overhead histogram).
+Rollup histograms are log-scale with 5 %-wide buckets: shares and quantiles are within 5 %.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from engine.metrics import BAR_QUANTILE, COUNTERS, HISTOGRAMS, SLA_TARGETS
+from engine.stats import LogHistogram, merge_all
+
+INTERVAL_S = 10
+MAX_POINTS = 720
+SAMPLE_OF = {spec.name: key for key, spec in HISTOGRAMS.items()}
+"""Prometheus histogram name -> the sample name the rollups use."""
+OUTCOME_FAMILIES = frozenset(k for k, spec in COUNTERS.items() if spec.outcomes) | {"steps", "compensations"}
+LABELLED_FAMILIES = {"breaker_trips": "service"}
+
+
+def _round(value: float | None, digits: int = 6) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def targets_table() -> list[dict[str, Any]]:
+    return [
+        {
+            "name": t.sli,
+            "description": t.what,
+            "metric": SAMPLE_OF.get(t.metric, t.metric),
+            "target_s": t.seconds,
+            "objective": t.objective,
+            "bar_metric": SAMPLE_OF.get(t.bar_metric, t.bar_metric),
+            "bar_s": t.bar_seconds,
+        }
+        for t in SLA_TARGETS
+    ]
+
+
+def compliance_report(hists: Mapping[str, LogHistogram]) -> list[dict[str, Any]]:
+    out = []
+    empty = LogHistogram()
+    for row in targets_table():
+        h = hists.get(row["metric"], empty)
+        bar = hists.get(row["bar_metric"], empty)
+        bar_p99 = bar.quantile(BAR_QUANTILE)
+        out.append(
+            {
+                **row,
+                "count": h.count,
+                "compliance": _round(h.fraction_at_most(row["target_s"])),
+                "met": None if not h.count else h.fraction_at_most(row["target_s"]) >= row["objective"],
+                "p50_s": _round(h.quantile(0.5)),
+                "p90_s": _round(h.quantile(0.9)),
+                "p99_s": _round(h.quantile(0.99)),
+                "mean_s": _round(h.total / h.count) if h.count else None,
+                "bar_count": bar.count,
+                "bar_p99_s": _round(bar_p99),
+                "bar_compliance": _round(bar.fraction_at_most(row["bar_s"])),
+                "bar_met": None if bar_p99 is None else bar.fraction_at_most(row["bar_s"]) >= BAR_QUANTILE,
+            }
+        )
+    return out
+
+
+def series_key(counter: str) -> tuple[str, str | None] | None:
+    """``steps|order|charge|failed`` -> (``steps.failed``, ``order``); the label is the definition
+    (or the service of a breaker trip)."""
+    parts = counter.split("|")
+    family = parts[0]
+    if family in OUTCOME_FAMILIES and len(parts) >= 3:
+        return f"{family}.{parts[-1]}", parts[1]
+    if len(parts) >= 2:
+        return family, parts[1]
+    return family, None
+
+
+def build_series(
+    rows: Sequence[tuple[int, Mapping[str, LogHistogram], Mapping[str, int]]],
+    since: float,
+    until: float,
+    step_s: int,
+    definition: str | None = None,
+) -> tuple[list[dict[str, Any]], dict[str, dict[str, int]]]:
+    """Points every ``step_s`` from ``since`` (aligned down) to ``until``, empty steps included."""
+    first = int(since) // step_s * step_s
+    buckets: dict[int, list[tuple[Mapping[str, LogHistogram], Mapping[str, int]]]] = defaultdict(list)
+    for start, hist, counters in rows:
+        if since - INTERVAL_S < start <= until:
+            buckets[max(first, start // step_s * step_s)].append((hist, counters))
+    breakdown: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    points = []
+    for start in range(first, int(until) + 1, step_s):
+        counters: dict[str, int] = defaultdict(int)
+        hists: dict[str, list[LogHistogram]] = defaultdict(list)
+        for hist, raw in buckets.get(start, ()):
+            for name, h in hist.items():
+                hists[name].append(h)
+            for name, n in raw.items():
+                key = series_key(name)
+                if key is None:
+                    continue
+                family, label = key
+                if definition is not None and family not in LABELLED_FAMILIES and label != definition:
+                    continue
+                counters[family] += n
+                if label is not None:
+                    breakdown[family][label] += n
+        points.append(
+            {
+                "start": float(start),
+                "counters": dict(counters),
+                "rates": {k: round(v / step_s, 4) for k, v in counters.items()},
+                "latency": _latency({name: merge_all(hs) for name, hs in hists.items()}),
+            }
+        )
+    return points, {family: dict(labels) for family, labels in breakdown.items()}
+
+
+def _latency(hists: Mapping[str, LogHistogram]) -> dict[str, dict[str, float | int | None]]:
+    out: dict[str, dict[str, float | int | None]] = {}
+    for row in targets_table():
+        for metric, limit in ((row["metric"], row["target_s"]), (row["bar_metric"], row["bar_s"])):
+            h = hists.get(metric)
+            if h is None or not h.count or metric in out:
+                continue
+            out[metric] = {
+                "count": h.count,
+                "p50_s": _round(h.quantile(0.5)),
+                "p99_s": _round(h.quantile(0.99)),
+                "compliance": _round(h.fraction_at_most(limit)),
+            }
+    for metric, h in hists.items():
+        if metric not in out and h.count:
+            out[metric] = {"count": h.count, "p50_s": _round(h.quantile(0.5)), "p99_s": _round(h.quantile(0.99)),
+                           "compliance": None}  # fmt: skip
+    return out
