@@ -283,9 +283,19 @@ def key_summary(key: StoredKey) -> dict[str, Any]:
     }
 
 
+USAGE = """usage: python -m api.auth hash ROLE [KEY]   (a new key is generated without KEY)
+       python -m api.auth bootstrap           (with no key configured or stored: create an admin key)"""
+
+
 def _main(argv: list[str]) -> int:
+    if argv == ["bootstrap"]:
+        from engine import EngineClient
+
+        key = ensure_admin_key(EngineClient())
+        print(f"admin key (shown once: only its hash is stored): {key}" if key else "API keys already exist")
+        return 0
     if len(argv) < 2 or argv[0] != "hash":
-        print("usage: python -m api.auth hash ROLE [KEY]   (a new key is generated without KEY)", file=sys.stderr)
+        print(USAGE, file=sys.stderr)
         return 2
     role = parse_role(argv[1], "ROLE")
     key = argv[2] if len(argv) > 2 else new_key()[1]
