@@ -13,6 +13,7 @@ from typing import Annotated
 import redis
 import redis.asyncio as aioredis
 from fastapi import Depends, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CollectorRegistry
 
@@ -107,3 +108,19 @@ def require(role: Role):
 Viewer = Annotated[Principal, Depends(require(Role.VIEWER))]
 Operator = Annotated[Principal, Depends(require(Role.OPERATOR))]
 Admin = Annotated[Principal, Depends(require(Role.ADMIN))]
+
+
+REPEATABLE_QUERY = frozenset({"type"})
+"""Query parameters declared as lists (``?type=A&type=B``); tests/api/test_schema.py keeps this equal
+to the array parameters of the OpenAPI schema."""
+
+
+def single_valued_query(request: Request) -> None:
+    """A scalar query parameter given twice is a 422: the framework would silently keep the last one."""
+    seen: set[str] = set()
+    for name, _ in request.query_params.multi_items():
+        if name in seen and name not in REPEATABLE_QUERY:
+            raise RequestValidationError(
+                [{"type": "repeated", "loc": ("query", name), "msg": f"'{name}' may be given once", "input": None}]
+            )
+        seen.add(name)

@@ -12,14 +12,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, Depends, FastAPI
 from fastapi.routing import APIRoute
 
 from api import errors
 from api.aredis import connect_async
 from api.audit import AuditLog, AuditMiddleware
 from api.auth import KeyStore
-from api.deps import Services
+from api.deps import Services, single_valued_query
 from api.observability import VERSION, MetricsMiddleware, metrics_registry
 from api.operations import OperationIndex
 from api.ratelimit import RateLimiter
@@ -98,7 +98,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     app.add_middleware(AuditMiddleware, prefix=PREFIX)
     app.add_middleware(MetricsMiddleware)
 
-    v1 = APIRouter(prefix=PREFIX)
+    v1 = APIRouter(prefix=PREFIX, dependencies=[Depends(single_valued_query)])
     for module in (workflows, definitions, services, waveless, sla, events, keys, audit):
         v1.include_router(module.router)
     v1.include_router(health.router)

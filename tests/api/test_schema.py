@@ -19,6 +19,7 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
+from api.deps import REPEATABLE_QUERY
 from api.main import create_app
 from api.settings import ApiSettings
 from tests.conftest import fast_settings
@@ -56,3 +57,21 @@ def app(redis_url):
 @settings(max_examples=10, deadline=None, suppress_health_check=list(HealthCheck))
 def test_api_conforms_to_its_schema(case, app):
     case.call_and_validate(headers={"Authorization": f"Bearer {KEY}"}, checks=CHECKS, app=app)
+
+
+def test_repeatable_query_parameters_are_the_schemas_arrays():
+    arrays = {
+        p["name"]
+        for op in (o for item in schema.raw_schema["paths"].values() for o in item.values())
+        for p in op.get("parameters", [])
+        if p["in"] == "query" and "array" in str(p["schema"])
+    }
+    assert arrays == REPEATABLE_QUERY
+
+
+def test_a_scalar_query_parameter_given_twice_is_rejected(stack):
+    res = stack.http("viewer").get("/workflows?limit=5&limit=7")
+    assert res.status_code == 422, res.text
+    assert res.headers["content-type"].startswith("application/problem+json")
+    assert "'limit' may be given once" in res.text
+    assert stack.http("viewer").get("/events?type=StepExecuted&type=StepFailed").status_code == 200
