@@ -125,9 +125,11 @@ def run_bench(
             log=tmp / "workers.log",
         )
 
+        cpu0 = _cpu_seconds(pool.pids), _redis_cpu_seconds(client)
         bench_epoch = time.time()
         ids, start_lat, first_start = _issue_starts(client, definition.name, definition.version, workflows, rate)
         counts = _wait_completion(client, workflows)
+        cpu1 = _cpu_seconds(pool.pids), _redis_cpu_seconds(client)
         snaps = _read_snapshots(client, ids)
         pool.stop()
         pool = None
@@ -169,6 +171,8 @@ def run_bench(
             "persist_p99_ms": _ms(persist.quantile(0.99) if persist else None),
             "step_overhead_p50_ms": _ms(overhead.quantile(0.5) if overhead else None),
             "step_overhead_p99_ms": _ms(overhead.quantile(0.99) if overhead else None),
+            "worker_cpu_us_per_step": _per_step_us(cpu0[0], cpu1[0], n_done * steps),
+            "redis_cpu_us_per_step": _per_step_us(cpu0[1], cpu1[1], n_done * steps),
             "rq_job_per_step_steps_per_s": round(naive_sps, 1),
             "rq_job_per_step_run_s": round(naive_elapsed, 3),
             "ratio_vs_rq_job_per_step": round(steps_per_s / naive_sps, 2) if naive_sps else None,
@@ -363,6 +367,34 @@ def _delete_keys(url: str, prefix: str) -> None:
         conn.srem("rq:queues", f"rq:queue:{prefix}", f"rq:queue:{_naive_queue(prefix)}")
     finally:
         conn.close()
+
+
+def _cpu_seconds(pids: Sequence[int]) -> float | None:
+    """User + system CPU time of the processes so far (Linux /proc; None elsewhere). Unlike throughput,
+    CPU per step barely moves when other programs share the machine."""
+    total = 0.0
+    try:
+        tick = os.sysconf("SC_CLK_TCK")
+        for pid in pids:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+    except (OSError, ValueError, IndexError):
+        return None
+    return total
+
+
+def _redis_cpu_seconds(client: EngineClient) -> float | None:
+    info = client.r.info("cpu")
+    try:
+        return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+    except (KeyError, ValueError):
+        return None
+
+
+def _per_step_us(before: float | None, after: float | None, steps: int) -> float | None:
+    if before is None or after is None or not steps:
+        return None
+    return round((after - before) / steps * 1e6, 1)
 
 
 def _quantile(sorted_values: Sequence[float], q: float) -> float | None:

@@ -17,6 +17,8 @@ REQUIRED = (
     "persist_p50_ms",
     "persist_p99_ms",
     "step_overhead_p99_ms",
+    "worker_cpu_us_per_step",
+    "redis_cpu_us_per_step",
     "rq_job_per_step_steps_per_s",
     "ratio_vs_rq_job_per_step",
     "wall_s",
