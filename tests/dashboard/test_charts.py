@@ -1,0 +1,200 @@
+"""The pure figure builders and numbers of ``dashboard.charts`` (no API, no Streamlit)."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+
+from dashboard import charts
+
+T0 = 1_767_225_600.0  # 2026-01-01 00:00:00 UTC
+
+
+def target(**fields):
+    row = {"name": "workflow_start", "description": "workflow start", "count": 10, "compliance": 1.0,
+           "objective": 0.999, "met": True, "target_s": 1.0, "p90_s": 0.002, "p99_s": 0.004, "bar_s": 0.01,
+           "bar_p99_s": 0.004, "bar_met": True, "bar_metric": "workflow_start"}  # fmt: skip
+    row.update(fields)
+    return row
+
+
+def test_sla_lights():
+    assert charts.sla_light(target()) == "green"
+    assert charts.sla_light(target(bar_met=False)) == "amber"
+    assert charts.sla_light(target(met=False, bar_met=False)) == "red"
+    assert charts.sla_light(target(count=0, met=None, compliance=None)) == "grey"
+    assert charts.sla_light(target(bar_met=None)) == "green"  # no overhead samples yet
+
+
+def test_sla_tiles_texts():
+    (tile,) = charts.sla_tiles({"targets": [target(compliance=0.99876, p99_s=0.0042, bar_p99_s=0.00042)]})
+    assert tile["title"] == "Workflow start" and tile["light"] == "green" and tile["color"] == charts.LIGHTS["green"]
+    assert tile["compliance"] == "99.88 %" and tile["objective"] == "99.9 %"
+    assert (tile["target"], tile["p99"], tile["bar"], tile["bar_p99"]) == ("1 s", "4.2 ms", "10 ms", "420 µs")
+    assert charts.sla_tiles({"targets": [target(count=0, p90_s=None)]})[0]["p90"] == "—"
+
+
+def series(*counters, step=60):
+    return {"step_s": step, "points": [{"start": T0 + n * step, "counters": c} for n, c in enumerate(counters)]}
+
+
+def test_series_frame_derives_the_rates():
+    frame = charts.series_frame(series(
+        {"workflows_started": 6, "workflows_finished.completed": 3, "workflows_finished.compensated": 1,
+         "compensations_started": 1, "steps.completed": 9, "steps.retried": 1, "breaker_trips": 2},
+        {},
+    ))  # fmt: skip
+    first, empty = frame.iloc[0], frame.iloc[1]
+    assert first["time"] == pd.Timestamp("2026-01-01T00:00:00Z")
+    assert first["completion_per_min"] == 3 and first["compensation_per_min"] == 1
+    assert first["success_rate"] == 0.75 and first["retry_rate"] == 0.1 and first["breaker_trips"] == 2
+    assert first["started_per_s"] == pytest.approx(0.1)
+    assert math.isnan(empty["success_rate"]) and math.isnan(empty["retry_rate"]) and empty["finished"] == 0
+
+    now = charts.window_summary(frame, seconds=120, step_s=60)
+    assert now["completion_per_min"] == 1.5 and now["success_rate"] == 0.75 and now["breaker_trips"] == 2
+    assert charts.window_summary(frame.iloc[1:], seconds=60, step_s=60)["success_rate"] is None
+    assert charts.window_summary(charts.series_frame({"points": []}), 300, 60)["completion_per_min"] == 0.0
+
+
+def test_rate_figures():
+    frame = charts.series_frame(series({"workflows_finished.completed": 2}, {"workflows_finished.compensated": 2}))
+    line = charts.rate_figure(frame, "success_rate", "Completed / ended", percent=True, target=0.99)
+    assert line.data[0].type == "scatter" and list(line.data[0].y[:1]) == [1.0]
+    assert line.layout.yaxis.tickformat == ".0%" and line.layout.shapes[0].y0 == 0.99
+    assert line.layout.title.text == "Completed / ended"
+    bars = charts.rate_figure(frame, "breaker_trips", "Trips", bars=True)
+    assert bars.data[0].type == "bar"
+    empty = charts.rate_figure(charts.series_frame({}), "completion_per_min", "x")
+    assert len(empty.data) == 1 and len(empty.data[0].x) == 0
+
+
+def service(name, healthy=1, state="CLOSED", forced=None, **b):
+    breaker = {"state": state, "forced": forced, "trips": 0, "window_failure_rate": 0.0, **b}
+    return {"name": name, "healthy_instances": healthy, "breaker": breaker}
+
+
+def test_availability_and_breaker_problems():
+    listed = [service("a"), service("b", healthy=0), service("c", state="OPEN", trips=3, window_failure_rate=0.6),
+              service("d", forced="OPEN"), service("e", state="HALF_OPEN")]  # fmt: skip
+    assert charts.availability(listed) == pytest.approx(2 / 5)
+    assert charts.availability([]) is None
+    problems = {p["service"]: p for p in charts.breaker_problems(listed)}
+    assert set(problems) == {"c", "d", "e"}
+    assert problems["c"] == {"service": "c", "state": "OPEN", "trips": 3, "failure_rate": 0.6}
+    assert problems["d"]["state"] == "forced OPEN"
+    assert charts.breaker_label({"state": "CLOSED", "forced": "OPEN"}) == ("forced OPEN", "red")
+    assert charts.breaker_label({"state": "HALF_OPEN"}) == ("HALF-OPEN", "orange")
+    assert charts.breaker_label({"state": "CLOSED", "forced": "CLOSED"}) == ("forced CLOSED", "green")
+
+
+def test_utilization_against_the_target():
+    fig = charts.utilization_figure([
+        {"id": "p-1", "utilization": 0.5, "healthy": True},
+        {"id": "p-2", "utilization": 0.9, "healthy": True},
+        {"id": "p-3", "utilization": 0.0, "healthy": False},
+    ])  # fmt: skip
+    bar = fig.data[0]
+    assert list(bar.x) == ["p-1", "p-2", "p-3"] and list(bar.text) == ["50%", "90%", "0%"]
+    assert list(bar.marker.color) == [charts.LIGHTS["green"], charts.LIGHTS["red"], charts.LIGHTS["grey"]]
+    assert fig.layout.shapes[0].y0 == 0.85 and fig.layout.yaxis.range[1] >= 1.0
+
+
+def test_samples_keep_an_hour_without_repeats():
+    history: list = []
+    for t in (T0, T0 + 5, T0 + 5, T0 + 3000, T0 + 4000):
+        history = charts.append_sample(history, {"t": t, "value": t - T0})
+    assert [h["t"] for h in history] == [T0 + 3000, T0 + 4000]  # older than an hour dropped
+    assert charts.append_sample([{"t": T0, "v": 1}], {"t": T0, "v": 2}) == [{"t": T0, "v": 2}]  # a repeat replaces
+    short = charts.append_sample([{"t": T0}], {"t": T0 + 1}, max_len=1)
+    assert short == [{"t": T0 + 1}]
+    fig = charts.history_figure(history, {"value": "available"}, "Sampled", percent=True)
+    assert list(fig.data[0].y) == [h["value"] for h in history] and fig.layout.showlegend is False
+
+
+def detail(**over):
+    steps = [
+        {"step_id": "reserve", "status": "COMPLETED", "attempt": 1, "started_at": T0, "ended_at": T0 + 1,
+         "execution_time": 1.0, "error": None,
+         "compensation": {"type": "UNDO", "attempt": 1, "started_at": T0 + 5, "ended_at": T0 + 6, "error": None,
+                          "running": False}},
+        {"step_id": "charge", "status": "RUNNING", "attempt": 2, "started_at": T0 + 1, "ended_at": None,
+         "execution_time": None, "error": {"message": "card declined"},
+         "compensation": {"type": "RETRY", "attempt": 0, "started_at": None, "ended_at": None, "error": None,
+                          "running": False}},
+        {"step_id": "ship", "status": "PENDING", "attempt": 0, "started_at": None, "ended_at": None,
+         "execution_time": None, "error": None, "compensation": {"type": "UNDO"}},
+    ]  # fmt: skip
+    return {"steps": steps, **over}
+
+
+def test_step_timeline():
+    frame = charts.timeline_frame(detail(), now=T0 + 10)
+    assert list(zip(frame["step"], frame["phase"], strict=True)) == [
+        ("reserve", "forward"), ("reserve", "compensation"), ("charge", "forward")]  # fmt: skip
+    running = frame.iloc[2]
+    assert running["end"] == pd.Timestamp(T0 + 10, unit="s", tz="UTC"), "a running step reaches now"
+    fig = charts.step_timeline(detail(), now=T0 + 10)
+    assert {t.name for t in fig.data} == {"COMPLETED", "compensation", "RUNNING"}
+    assert list(fig.layout.yaxis.categoryarray)[::-1] == ["reserve", "charge", "ship"]  # declared order, top down
+    assert fig.layout.title.text == "Step timeline"
+    empty = charts.step_timeline({"steps": [detail()["steps"][2]]}, now=T0)
+    assert not empty.data and empty.layout.annotations[0].text == "no step has started yet"
+
+
+def test_tables():
+    steps = charts.steps_frame(detail())
+    assert list(steps["status"]) == ["COMPLETED", "RUNNING", "PENDING"] and steps["error"][1] == "card declined"
+    events = charts.events_frame([
+        {"version": 1, "at": T0, "type": "WorkflowCreated", "data": {"input": {"a": 1}}},
+        {"version": 2, "at": T0 + 1, "type": "StepStarted", "data": {"step_id": "reserve", "attempt": 1}},
+    ])  # fmt: skip
+    assert list(events["type"]) == ["WorkflowCreated", "StepStarted"] and events["step"][1] == "reserve"
+    assert events["at"][0] == "2026-01-01 00:00:00" and events["data"][1] == "attempt=1"
+    items = [{"workflow_id": "w1", "workflow_type": "f", "status": "RUNNING", "requires_attention": True,
+              "correlation_id": "c", "created_at": T0, "updated_at": T0 + 50}]  # fmt: skip
+    table = charts.workflows_frame(items, now=T0 + 60)
+    assert table.iloc[0].to_dict() == {"workflow_id": "w1", "definition": "f", "status": "RUNNING", "attention": "⚠",
+                                       "correlation_id": "c", "created": "2026-01-01 00:00:00", "updated": "10 s ago"}  # fmt: skip
+    assert charts.workflows_frame([], now=T0).empty
+
+
+def test_stuck_means_no_change_in_a_moving_state():
+    items = [
+        {"workflow_id": "old", "status": "RUNNING", "updated_at": T0},
+        {"workflow_id": "fresh", "status": "RUNNING", "updated_at": T0 + 290},
+        {"workflow_id": "paused", "status": "PAUSED", "updated_at": T0},
+        {"workflow_id": "undoing", "status": "COMPENSATING", "updated_at": T0 + 10},
+    ]
+    assert [i["workflow_id"] for i in charts.stuck(items, now=T0 + 300, after_s=120)] == ["old", "undoing"]
+
+
+def test_waveless_points_and_figure():
+    decisions = [
+        {"at": T0 + 2, "kind": "grow", "batch_size": 6, "rate": 60, "queue_depth": 12, "utilization": 0.3,
+         "reason": "spare capacity"},
+        {"at": T0, "kind": "mode", "batch_size": 4, "rate": 40, "queue_depth": "", "reason": "switched", "by": "env-2"},
+        {"kind": "broken"},
+    ]  # fmt: skip
+    samples = [{"t": T0 + 2, "batch_size": 6, "rate": 60, "queue_depth": 10}, {"t": T0 + 5, "batch_size": 6,
+               "rate": 60, "queue_depth": 0}]  # fmt: skip
+    points = charts.waveless_points(decisions, samples)
+    assert list(points["t"]) == [T0, T0 + 2, T0 + 5]
+    assert list(points["queue_depth"].fillna(-1)) == [-1, 10, 0]  # the later sample wins a tie
+    fig = charts.waveless_figure(points)
+    assert [t.name for t in fig.data] == ["batch_size", "rate", "queue_depth"] and list(fig.data[0].y) == [4, 6, 6]
+    assert [a.text for a in fig.layout.annotations] == ["Batch size", "Rate limit (orders/s)", "Queue depth"]
+    assert charts.waveless_points([], []).empty and len(charts.waveless_figure(charts.waveless_points([])).data) == 3
+    table = charts.decisions_frame(decisions[:2])
+    assert list(table["kind"]) == ["grow", "mode"] and table["reason"][0] == "spare capacity"
+
+
+def test_texts():
+    assert charts.seconds_text(None) == "—" and charts.seconds_text(0.00025) == "250 µs"
+    assert charts.seconds_text(0.0123) == "12.3 ms" and charts.seconds_text(42.0) == "42 s"
+    assert charts.percent_text(0.5) == "50.0 %" and charts.percent_text(float("nan")) == "—"
+    assert charts.ago(T0, T0 + 30) == "30 s ago" and charts.ago(T0, T0 + 600) == "10 min ago"
+    assert charts.ago(T0, T0 + 7200) == "2.0 h ago" and charts.ago(None, T0) == "never"
+    assert charts.clock(T0) == "2026-01-01 00:00:00" and charts.clock(None) == ""

@@ -1,0 +1,88 @@
+"""The Overview page against the real API: the five SLA tiles, the rate charts from the engine's
+rollups, and the problems of the moment, each one click away."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+
+import pytest
+
+from tests.dashboard.conftest import control_keys, open_page, start, status_of, texts, wait_for
+
+pytestmark = pytest.mark.timeout(90)
+SLA_NAMES = ("Workflow start", "Step execution", "Compensation", "State persistence", "Event publishing")
+
+
+def test_sla_tiles_and_rate_charts(app, stack, flow):
+    ids = [start(stack, flow) for _ in range(3)]
+    wait_for(lambda: all(status_of(stack, w) == "COMPLETED" for w in ids), what="completions")
+
+    def counted():
+        targets = {t["name"]: t for t in stack.http("viewer").get("/sla").json()["targets"]}
+        return targets["workflow_start"]["count"] >= 3 and targets["step_execution"]["count"] >= 9
+
+    wait_for(counted, what="the rollups")
+    at = open_page(app("viewer"), "overview")
+    assert not at.error, [e.value for e in at.error]
+    shown = texts(at)
+    for name in SLA_NAMES:
+        assert f"**{name}**" in shown, name
+    compliance = [m.value for m in at.metric if m.label == "Compliance"]
+    assert len(compliance) == 5 and compliance[0] == "100.00 %"  # workflow start
+    assert "GREEN · met" in shown or "AMBER · our bar missed" in shown
+    assert "NO DATA" not in shown.split("**Step execution**")[0]
+
+    values = {m.label: m.value for m in at.metric}
+    assert values["Saga success rate"] == "100.0 %" or values["Saga success rate"].endswith("%")
+    assert float(values["Completion rate"].split()[0]) > 0
+    assert values["Completed"] and int(values["Completed"]) >= 3
+
+    charts = {c.proto.id: json.loads(c.proto.spec) for c in at.get("plotly_chart")}
+    titles = {c["layout"]["title"]["text"]: c for c in charts.values()}
+    assert {"Sagas completed per minute", "Completed / ended", "Sagas compensating per minute",
+            "Step attempts retried", "Breaker trips per minute"} <= set(titles)  # fmt: skip
+    completed = titles["Sagas completed per minute"]["data"][0]
+    assert len(completed["x"]) >= 60 and completed["y"], "an hour of 1-minute points"
+    assert not control_keys(at)
+
+
+def test_problems_are_one_click_away(app, stack, flow):
+    attention = start(stack, flow, {"reserve": {"undo_fail": "always"}, "ship": {"fail": "final"}})
+    slow = start(stack, flow, {"reserve": {"sleep": 6}})
+    name = f"svc{uuid.uuid4().hex[:6]}"
+    config = {"services": {name: {"instances": [{"id": f"{name}-1", "url": "http://127.0.0.1:9"}]}}}
+    assert stack.http("admin").post("/services", json=config).status_code == 200
+    assert stack.http("operator").post(f"/services/{name}/breaker/force-open").status_code == 200
+    wait_for(lambda: status_of(stack, attention) == "COMPENSATED", what="the failed saga")
+
+    def sleeping() -> float | None:  # its first step started (and sleeps): nothing changes for 6 s
+        d = stack.http("viewer").get(f"/workflows/{slow}").json()
+        return d["times"]["updated_at"] if d["steps"][0]["status"] == "RUNNING" else None
+
+    updated = wait_for(sleeping, what="the slow saga's first step")
+    time.sleep(max(0.0, updated + 3.2 - time.time()))  # WES_DASHBOARD_STUCK_SECONDS=3 in these tests
+
+    try:
+        at = open_page(app("viewer"), "overview")
+        keys = {b.key for b in at.button}
+        assert {f"ov_brk_{name}", f"ov_att_{attention}", f"ov_stuck_{slow}"} <= keys, keys
+
+        at.button(key=f"ov_att_{attention}").click().run()
+        assert not at.exception
+        assert "Workflow" in [t.value for t in at.title] and attention in texts(at)
+        assert any("Requires attention" in w.value for w in at.warning)
+
+        at = open_page(app("viewer"), "overview")
+        at.button(key=f"ov_stuck_{slow}").click().run()
+        assert "Workflow" in [t.value for t in at.title] and slow in texts(at)
+
+        at = open_page(app("viewer"), "overview")
+        at.button(key=f"ov_brk_{name}").click().run()
+        assert "Services" in [t.value for t in at.title]
+        assert f"{name}  ← from Overview" in [s.value for s in at.subheader]
+    finally:
+        stack.http("operator").post(f"/services/{name}/breaker/reset")
+        stack.http("admin").delete(f"/services/{name}")
+        stack.http("operator").post(f"/workflows/{slow}/cancel")
