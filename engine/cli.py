@@ -552,6 +552,8 @@ def print_banner(settings: EngineSettings, info: dict[str, Any]) -> None:
             click.echo(f"admin key    {api['admin_key']}  (shown once: only its hash is stored)")
         else:
             click.echo("api keys     from WES_API_KEYS / WES_API_KEYS_FILE, or the ones already stored")
+    if dash := info.get("dashboard"):
+        click.echo(f"dashboard    {dash['url']}  (log in with an API key; log {dash['log_file']})")
     env = env_hint(settings)
     # Through the ./wes bootstrap script, `wes` itself is not on PATH: show the command as invoked.
     wes = os.environ.get("WES_COMMAND", "wes")
@@ -587,7 +589,10 @@ def run_until_signalled(app: App, sup: Supervisor, boot: Callable[[], dict[str, 
 @click.option("--log-file", type=click.Path(dir_okay=False, path_type=Path), help="Workers' log [HOME/workers.log].")
 @click.option("--metrics-port", type=click.IntRange(0, 65535), help="Port of /metrics [$WES_METRICS_PORT, 9464].")
 @click.option("--api-port", type=click.IntRange(1, 65535), default=8000, show_default=True, help="Port of the API.")
-@click.option("--no-api", is_flag=True, help="Do not serve the control API.")
+@click.option("--dashboard-port", type=click.IntRange(1, 65535), default=8501, show_default=True,
+              help="Port of the operator dashboard.")  # fmt: skip
+@click.option("--no-api", is_flag=True, help="Do not serve the control API (nor the dashboard, which uses it).")
+@click.option("--no-dashboard", is_flag=True, help="Do not serve the operator dashboard.")
 @pass_app
 def up(
     app: App,
@@ -599,7 +604,9 @@ def up(
     log_file: Path | None,
     metrics_port: int | None,
     api_port: int,
+    dashboard_port: int,
     no_api: bool,
+    no_dashboard: bool,
 ) -> None:
     """Run the engine in the foreground: embedded Redis (unless REDIS_URL), workers, example definitions.
 
@@ -630,6 +637,11 @@ def up(
         info["metrics"] = start_exporter(sup, settings, client.url, port)
         if not no_api:
             info["api"] = start_api(sup, settings, client, api_port, demo)
+            if not no_dashboard:
+                from dashboard.component import DashboardComponent
+
+                dash = DashboardComponent(info["api"]["url"], dashboard_port, log_file=settings.home / "dashboard.log")
+                info["dashboard"] = sup.start(dash)
         if not app.json:
             print_banner(settings, info)
         if demo:

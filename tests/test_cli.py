@@ -332,7 +332,8 @@ def test_up_demo_then_ctrl_c(tmp_path: Path) -> None:
     api_port = free_port()
     with open(out_path, "w") as out:
         cmd = [sys.executable, "-m", "engine.cli", "up", "--workers", "1", "--redis-port", str(free_port()), "--demo"]
-        cmd += ["--api-port", str(api_port), "--metrics-port", str(free_port())]
+        dash_port = free_port()
+        cmd += ["--api-port", str(api_port), "--metrics-port", str(free_port()), "--dashboard-port", str(dash_port)]
         up = subprocess.Popen(
             cmd,
             env=env,
@@ -361,6 +362,10 @@ def test_up_demo_then_ctrl_c(tmp_path: Path) -> None:
         assert httpx.get(f"{api}/workflows", timeout=5).status_code == 401
         listed = httpx.get(f"{api}/workflows", headers={"Authorization": f"Bearer {key}"}, timeout=5)
         assert listed.status_code == 200, listed.text
+
+        # ...the dashboard is served next to it...
+        assert f"dashboard    http://127.0.0.1:{dash_port}" in banner
+        assert httpx.get(f"http://127.0.0.1:{dash_port}/_stcore/health", timeout=5).status_code == 200
 
         # ...and the order feed's orders are released into sagas by the waveless controller.
         def released() -> int:

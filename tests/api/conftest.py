@@ -100,6 +100,11 @@ def stack(redis_url, start_api, tmp_path_factory) -> Iterator[Stack]:
     keys = role_keys()
     api = start_api(settings, keys, chaos=True, rate_limit_per_second=1000, rate_limit_burst=1000)
     s = Stack(settings, api.url, keys, EngineClient(settings), api.log_file or Path())
+    # Ready means the workers' first heartbeats arrived too (they come a moment after the pool starts).
+    deadline = time.monotonic() + 30
+    while s.root().get("/readyz").status_code != 200:
+        assert time.monotonic() < deadline, f"/readyz not 200 within 30 s: {s.root().get('/readyz').text}"
+        time.sleep(0.1)
     try:
         yield s
     finally:
