@@ -55,7 +55,7 @@ STATE_FIELDS: dict[str, str] = {
     "leader": "worker running the controller",
     "batch_size": "orders per release, at most",
     "rate": "orders released per second, at most",
-    "limit": "what held the last release back: batch | rate | headroom | wave | idle",
+    "limit": "what held the last release back: batch | rate | headroom | wave | idle (nothing: no order left waiting)",
     "queue_depth": "orders waiting (the depth counter) when measured",
     "in_flight": "sagas CREATED + RUNNING + COMPENSATING (all definitions)",
     "live_workers": "worker processes with a heartbeat in the last 5 s",

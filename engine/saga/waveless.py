@@ -425,7 +425,10 @@ class WavelessProcessingService:
                 self._batch_limited = True
         self._released_since_count += released
         self._released_since_adjust += released
-        self._limit = limit if read else "idle"
+        # A waveless release that read fewer orders than its quota took every waiting order: nothing
+        # held it back (the quota's smallest term, often the token bucket, was not what limited it).
+        held_back = read > 0 and (self._mode is Mode.FIXED or read >= quota)
+        self._limit = limit if held_back else "idle"
         return released
 
     def _housekeeping(self, now: float) -> bool:

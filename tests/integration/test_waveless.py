@@ -111,6 +111,8 @@ def test_orders_on_the_intake_are_released_into_sagas_that_complete(client, work
     kinds = {d["kind"] for d in state["decisions"]}
     assert "leader" in kinds and kinds & {"grow", "hold"}
     assert state["last_reason"]
+    # Nothing waits any more, so nothing holds releases back (not the batch, the rate or the headroom).
+    wait_for(lambda: wl.status()["limit"] == "idle", 5, "the state to show that nothing holds releases back")
 
 
 def test_switching_modes_mid_flow_loses_and_duplicates_nothing(client, workers, wl) -> None:

@@ -237,3 +237,36 @@ def test_patterns_refuse_bad_values() -> None:
         OrderPattern(Pattern.STEADY, 0.0, 10.0)
     with pytest.raises(ValueError, match="duration"):
         OrderPattern(Pattern.STEADY, 1.0, 0.0)
+
+
+# ============================================================================ the benchmark's verdict
+def _mode(p95: float, tput: float, best: float, lost: int = 0, duplicated: int = 0) -> dict:
+    return {"cycle_p95_ms": p95, "orders_per_s": tput, "peak_completions_per_s": best, "lost": lost,
+            "duplicated": duplicated, "load_1m": [1.0, 2.0]}  # fmt: skip
+
+
+def test_the_bench_bar_needs_half_the_p95_at_equal_or_better_throughput_and_nothing_lost() -> None:
+    from engine.bench_waveless import bar_verdict
+
+    ok = bar_verdict(_mode(5000, 17.0, 36), _mode(100, 19.0, 36), 36)
+    assert ok["met"] and ok["waveless_p95_over_fixed_p95"] == 0.02 and not ok["saturated"] and "note" not in ok
+    assert not bar_verdict(_mode(5000, 17.0, 36), _mode(2600, 19.0, 36), 36)["met"]  # p95 over half
+    assert not bar_verdict(_mode(5000, 17.0, 36), _mode(100, 16.9, 36), 36)["met"]  # less throughput
+    assert not bar_verdict(_mode(5000, 17.0, 36), _mode(100, 19.0, 36, lost=1), 36)["met"]
+    assert not bar_verdict(_mode(5000, 17.0, 36, duplicated=1), _mode(100, 19.0, 36), 36)["met"]
+
+
+def test_the_bench_says_when_the_engine_could_not_serve_the_peak() -> None:
+    from engine.bench_waveless import bar_verdict
+
+    out = bar_verdict(_mode(20000, 13.0, 14), _mode(12000, 15.0, 16), 36)
+    assert out["saturated"] and not out["met"]
+    assert "16 orders/s against 36/s" in out["note"]
+
+
+def test_peak_rate_is_the_busiest_window() -> None:
+    from engine.bench_waveless import _peak_rate
+
+    assert _peak_rate([], 5.0) is None
+    times = [0.1 * i for i in range(50)] + [20.0 + i for i in range(5)]  # 50 in 4.9 s, then 5 in 4 s
+    assert _peak_rate(times, 5.0) == 10.0
