@@ -411,7 +411,8 @@ class SlaTarget(BaseModel):
     compliance: float | None = Field(description="Share at or under the target (null: no data in the window)")
     met: bool | None
     p50_s: float | None
-    p90_s: float | None
+    p90_s: float | None = Field(description="Kept for older clients; p95_s and p99_s are what the dashboard shows")
+    p95_s: float | None
     p99_s: float | None
     mean_s: float | None
     bar_metric: str = Field(description="Histogram our tighter bar is a p99 on (an overhead, or the same)")
@@ -432,9 +433,14 @@ class SlaReport(BaseModel):
 class SeriesPoint(BaseModel):
     start: float
     counters: dict[str, int] = Field(description="Totals per counter family in this interval")
+    by_service: dict[str, dict[str, int]] = Field(
+        default_factory=dict,
+        description="Per service, its counters in this interval: service_calls.ok / .failed (outcomes "
+        "the breaker recorded), service_calls.refused (breaker open or no healthy instance), breaker_trips",
+    )
     rates: dict[str, float] = Field(description="The same per second")
     latency: dict[str, dict[str, float | int | None]] = Field(
-        description="Per metric: count, p50_s, p99_s, compliance (share at or under the SLA target)"
+        description="Per metric: count, p50_s, p95_s, p99_s, compliance (share at or under the SLA target)"
     )
 
 

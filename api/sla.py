@@ -4,6 +4,10 @@ so charts work without Prometheus. Pure: takes what ``EngineClient.stats`` / ``s
 The SLA table is the engine's (``engine.metrics.SLA_TARGETS``): per row, the histogram whose share at
 the seed's target is the compliance, and our tighter bar (a p99 on the same or an overhead histogram).
 Rollup histograms are log-scale with 5 %-wide buckets: shares and quantiles are within 5 %.
+
+Counters labelled by a service rather than a definition (``LABELLED_FAMILIES``: breaker trips, and
+the per-service call outcomes ``service_calls|<service>|ok|failed|refused`` the workers' service port
+counts) are never filtered by ``definition`` and are also given per point by service (``by_service``).
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from engine.integration.http_service import CALLS
 from engine.metrics import BAR_QUANTILE, COUNTERS, HISTOGRAMS, SLA_TARGETS
 from engine.stats import LogHistogram, merge_all
 
@@ -19,8 +24,11 @@ INTERVAL_S = 10
 MAX_POINTS = 720
 SAMPLE_OF = {spec.name: key for key, spec in HISTOGRAMS.items()}
 """Prometheus histogram name -> the sample name the rollups use."""
-OUTCOME_FAMILIES = frozenset(k for k, spec in COUNTERS.items() if spec.outcomes) | {"steps", "compensations"}
-LABELLED_FAMILIES = {"breaker_trips": "service"}
+OUTCOME_FAMILIES = frozenset(k for k, spec in COUNTERS.items() if spec.outcomes) | {"steps", "compensations", CALLS}
+LABELLED_FAMILIES = {"breaker_trips": "service", CALLS: "service"}
+"""Counter families whose label is a service (not a definition)."""
+QUANTILES = (("p50_s", 0.5), ("p90_s", 0.9), ("p95_s", 0.95), ("p99_s", 0.99))
+"""The quantiles of an SLA row (p90 kept for older clients; the dashboard shows p95 and p99)."""
 
 
 def _round(value: float | None, digits: int = 6) -> float | None:
@@ -55,9 +63,7 @@ def compliance_report(hists: Mapping[str, LogHistogram]) -> list[dict[str, Any]]
                 "count": h.count,
                 "compliance": _round(h.fraction_at_most(row["target_s"])),
                 "met": None if not h.count else h.fraction_at_most(row["target_s"]) >= row["objective"],
-                "p50_s": _round(h.quantile(0.5)),
-                "p90_s": _round(h.quantile(0.9)),
-                "p99_s": _round(h.quantile(0.99)),
+                **{name: _round(h.quantile(q)) for name, q in QUANTILES},
                 "mean_s": _round(h.total / h.count) if h.count else None,
                 "bar_count": bar.count,
                 "bar_p99_s": _round(bar_p99),
@@ -70,7 +76,8 @@ def compliance_report(hists: Mapping[str, LogHistogram]) -> list[dict[str, Any]]
 
 def series_key(counter: str) -> tuple[str, str | None] | None:
     """``steps|order|charge|failed`` -> (``steps.failed``, ``order``); the label is the definition
-    (or the service of a breaker trip)."""
+    (or the service of a breaker trip or a service call: ``service_calls|payment|ok`` ->
+    (``service_calls.ok``, ``payment``))."""
     parts = counter.split("|")
     family = parts[0]
     if family in OUTCOME_FAMILIES and len(parts) >= 3:
@@ -97,6 +104,7 @@ def build_series(
     points = []
     for start in range(first, int(until) + 1, step_s):
         counters: dict[str, int] = defaultdict(int)
+        services: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
         hists: dict[str, list[LogHistogram]] = defaultdict(list)
         for hist, raw in buckets.get(start, ()):
             for name, h in hist.items():
@@ -106,15 +114,19 @@ def build_series(
                 if key is None:
                     continue
                 family, label = key
-                if definition is not None and family not in LABELLED_FAMILIES and label != definition:
+                by_service = family.partition(".")[0] in LABELLED_FAMILIES
+                if definition is not None and not by_service and label != definition:
                     continue
                 counters[family] += n
                 if label is not None:
                     breakdown[family][label] += n
+                    if by_service:
+                        services[label][family] += n
         points.append(
             {
                 "start": float(start),
                 "counters": dict(counters),
+                "by_service": {name: dict(c) for name, c in services.items()},
                 "rates": {k: round(v / step_s, 4) for k, v in counters.items()},
                 "latency": _latency({name: merge_all(hs) for name, hs in hists.items()}),
             }
@@ -129,14 +141,18 @@ def _latency(hists: Mapping[str, LogHistogram]) -> dict[str, dict[str, float | i
             h = hists.get(metric)
             if h is None or not h.count or metric in out:
                 continue
-            out[metric] = {
-                "count": h.count,
-                "p50_s": _round(h.quantile(0.5)),
-                "p99_s": _round(h.quantile(0.99)),
-                "compliance": _round(h.fraction_at_most(limit)),
-            }
+            out[metric] = _point_latency(h, limit)
     for metric, h in hists.items():
         if metric not in out and h.count:
-            out[metric] = {"count": h.count, "p50_s": _round(h.quantile(0.5)), "p99_s": _round(h.quantile(0.99)),
-                           "compliance": None}  # fmt: skip
+            out[metric] = _point_latency(h, None)
     return out
+
+
+def _point_latency(h: LogHistogram, limit: float | None) -> dict[str, float | int | None]:
+    return {
+        "count": h.count,
+        "p50_s": _round(h.quantile(0.5)),
+        "p95_s": _round(h.quantile(0.95)),
+        "p99_s": _round(h.quantile(0.99)),
+        "compliance": None if limit is None else _round(h.fraction_at_most(limit)),
+    }

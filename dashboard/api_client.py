@@ -160,7 +160,10 @@ class ApiClient:
         created_before: float | None = None,
         limit: int = 50,
         cursor: str | None = None,
+        order: str | None = None,
     ) -> dict[str, Any]:
+        """A page of workflows, newest first (``order="oldest"``: oldest first; pass the same order
+        with the page's ``next_cursor``)."""
         return self.get(
             "/workflows",
             status=status,
@@ -170,6 +173,7 @@ class ApiClient:
             created_before=created_before,
             limit=limit,
             cursor=cursor,
+            order=order,
         )
 
     def counts(self) -> dict[str, Any]:

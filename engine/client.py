@@ -62,14 +62,15 @@ class EngineClient:
         self.definitions = DefinitionRepository(self.r, self.settings)
         self.resolver = HandlerResolver()
         self.services = ServiceRegistry(self.r, self.settings)
-        self.port = IntegrationPort(PythonHandlerPort(self.resolver), HttpServicePort(self.services))
         self.stats_store = StatsStore(self.r, self.settings.key_prefix)
         self.metrics = recorder_for(self.settings.metrics_enabled)
+        stats = StatsRecorder(sink=self.metrics)
+        self.port = IntegrationPort(PythonHandlerPort(self.resolver), HttpServicePort(self.services, stats=stats))
         self.service = SagaCoordinatorService(
             self.repo,
             self.definitions,
             self.port,
-            stats=StatsRecorder(sink=self.metrics),
+            stats=stats,
             request_dispatch=self._enqueue,
         )
         self._strict_checked: tuple[float, str | None] | None = None
@@ -200,9 +201,11 @@ class EngineClient:
         created_after: float | None = None,
         created_before: float | None = None,
         summary: bool = False,
+        order: str = "newest",
     ) -> Page:
-        """Newest first. ``summary``: id, type, status, correlation id, times and attention only
-        (no snapshot read). ``created_after`` (inclusive) / ``created_before`` (exclusive): epoch s."""
+        """Newest first (``order="oldest"``: oldest first; a page's ``next_cursor`` continues in the
+        same order). ``summary``: id, type, status, correlation id, times and attention only (no
+        snapshot read). ``created_after`` (inclusive) / ``created_before`` (exclusive): epoch s."""
         st = WorkflowStatus(str(status).upper()) if status else None
         ids, nxt = self.repo.list_ids(
             status=st,
@@ -213,6 +216,7 @@ class EngineClient:
             cursor=cursor,
             created_after_ms=None if created_after is None else int(created_after * 1000),
             created_before_ms=None if created_before is None else int(created_before * 1000),
+            order=order,
         )
         return Page(self.repo.summaries(ids) if summary else self.repo.snapshots(ids), nxt)
 

@@ -264,7 +264,10 @@ class MetricsRecorder:
                 row[bisect.bisect_left(spec.buckets, seconds)] += 1
                 sums[key] += seconds
             for name, n in counts:
-                self._counters[name] += n
+                # Only the families exported as Prometheus counters: others (the per-service call
+                # outcomes of the stats rollups) stay out of the cumulative hash, where nothing reads them.
+                if name.partition("|")[0] in COUNTERS:
+                    self._counters[name] += n
 
     def drain(self) -> dict[str, int | float]:
         """What was folded since the last drain, as increments of the Redis hash's fields."""

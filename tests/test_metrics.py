@@ -95,6 +95,7 @@ def test_recorder_buckets_are_inclusive_upper_bounds_and_labels_must_match() -> 
     stats.observe("step_execution", 0.5, ("wf",))  # wrong label arity: dropped, never mislabelled
     stats.observe("no_such_histogram", 1.0)
     stats.incr("steps|wf|s1|completed", 2)
+    stats.incr("service_calls|payment|ok", 3)  # the stats rollups' per-service calls: not a Prometheus counter
     stats.drain()
     fields = rec.drain()
     bounds = HISTOGRAMS["state_persistence"].buckets
@@ -105,7 +106,7 @@ def test_recorder_buckets_are_inclusive_upper_bounds_and_labels_must_match() -> 
     assert fields["s|state_persistence"] == pytest.approx(99.20000001)
     assert fields["h|step_execution|wf|s1|" + str(HISTOGRAMS["step_execution"].buckets.index(0.5))] == 1
     assert fields["c|steps|wf|s1|completed"] == 2
-    assert not any("no_such" in f for f in fields)
+    assert not any("no_such" in f or "service_calls" in f for f in fields)
     assert rec.drain() == {}  # drained: the next flush adds only what is new
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Header, Path, Query, Request, Response, status
 from pydantic import AfterValidator, WithJsonSchema
@@ -92,7 +92,7 @@ def start_workflow(
     return started
 
 
-@router.get("", response_model=WorkflowPage, responses=READ, summary="List workflows, newest first")
+@router.get("", response_model=WorkflowPage, responses=READ, summary="List workflows, newest (or oldest) first")
 def list_workflows(
     engine: EngineDep,
     _: Viewer,
@@ -103,7 +103,17 @@ def list_workflows(
     created_after: Annotated[Instant | None, Query(description="ISO 8601 or epoch seconds, inclusive")] = None,
     created_before: Annotated[Instant | None, Query(description="ISO 8601 or epoch seconds, exclusive")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    cursor: Annotated[str | None, Query(pattern=r"^-?\d{1,16}:[A-Za-z0-9_-]{0,64}$")] = None,
+    cursor: Annotated[
+        str | None,
+        Query(
+            pattern=r"^-?\d{1,16}:[A-Za-z0-9_-]{0,64}$",
+            description="`next_cursor` of the previous page (asked with the same `order`)",
+        ),
+    ] = None,
+    order: Annotated[
+        Literal["newest", "oldest"],
+        Query(description="By creation time (attention: when attention began): `newest` first, or `oldest` first"),
+    ] = "newest",
 ) -> Any:
     page = engine.list(
         status=status_,
@@ -115,6 +125,7 @@ def list_workflows(
         limit=limit,
         cursor=cursor,
         summary=True,
+        order=order,
     )
     return {"items": page.items, "next_cursor": page.next_cursor}
 

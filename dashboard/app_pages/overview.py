@@ -13,8 +13,9 @@ SLA_WINDOW_S = 300
 SERIES_STEP_S = 60
 RATE_WINDOW_S = 300
 STUCK_ENV = "WES_DASHBOARD_STUCK_SECONDS"
+# Oldest workflows per moving status looked at for stuck ones (order=oldest: the longest-running come
+# first, however many newer ones there are). A comment, not a docstring: Streamlit's magic would draw it.
 STUCK_SCAN = 100
-"""Newest workflows per moving status looked at for stuck ones (the list is newest first)."""
 MAX_LISTED = 5
 PLOT_CONFIG = {"displayModeBar": False}
 LIGHT_TEXT = {"green": "met", "amber": "our bar missed", "red": "SLA missed", "grey": "no data"}
@@ -44,27 +45,27 @@ def sla_tiles() -> None:
                 st.metric("Compliance", tile["compliance"],
                           help=f"Share at or under the seed's target {tile['target']} (objective "
                                f"{tile['objective']})")  # fmt: skip
-                st.caption(f"p90 {tile['p90']} · p99 {tile['p99']} · target {tile['target']}")
+                st.caption(f"p95 {tile['p95']} · p99 {tile['p99']} · target {tile['target']}")
                 st.caption(f"our bar: p99 {tile['bar_p99']} ≤ {tile['bar']} · {tile['count']} samples")
 
 
 def rates(now: float) -> None:
     st.subheader("Sagas and services, last hour")
     since = (now - 3600) // SERIES_STEP_S * SERIES_STEP_S
-    frame = None
+    frame = calls = None
     with ui.shown_errors():
         series = ui.read("series", since=since, step=SERIES_STEP_S)
         frame = charts.series_frame(series)
+        calls = charts.service_calls_frame(series)
     services: list = []
     with ui.shown_errors():
         services = ui.read("services")
-    available = charts.availability(services)
-    if available is not None:
-        history = charts.append_sample(st.session_state.get("ov_availability", []), {"t": now, "value": available})
-        st.session_state["ov_availability"] = history
-    if frame is None:
+    if frame is None or calls is None:
         return
     now_values = charts.window_summary(frame, RATE_WINDOW_S, SERIES_STEP_S)
+    recent = charts.calls_summary(calls, RATE_WINDOW_S, SERIES_STEP_S)
+    up = sum(1 for svc in services if charts.service_available(svc))
+    no_calls = "no calls" if services else "no services"
     tiles = [
         ("Completion rate", f"{now_values['completion_per_min']:.1f} /min",
          charts.rate_figure(frame, "completion_per_min", "Sagas completed per minute"), "ov_completion"),
@@ -76,14 +77,21 @@ def rates(now: float) -> None:
          charts.rate_figure(frame, "retry_rate", "Step attempts retried", percent=True), "ov_retry"),
         ("Breaker trips", f"{now_values['breaker_trips']:.0f} in {RATE_WINDOW_S // 60} min",
          charts.rate_figure(frame, "breaker_trips", "Breaker trips per minute", bars=True), "ov_trips"),
-        ("Service availability", charts.percent_text(available, 0) if available is not None else "no services",
-         charts.history_figure(st.session_state.get("ov_availability", []), {"value": "available"},
-                               "Services available (sampled while open)", percent=True), "ov_availability"),
+        ("Service availability", charts.percent_text(recent["availability"]) if recent["calls"] else no_calls,
+         charts.service_lines_figure(calls, "availability", "Service calls answered OK"), "ov_availability"),
+        ("Service error rate", charts.percent_text(recent["error_rate"]) if recent["calls"] else no_calls,
+         charts.service_lines_figure(calls, "error_rate", "Failed / answered calls, per service"), "ov_errors"),
     ]  # fmt: skip
-    for row in (tiles[:3], tiles[3:]):
-        for col, (label, value, fig, key) in zip(st.columns(3), row, strict=True):
+    notes = {
+        "ov_availability": f"{up} of {len(services)} services up now (a healthy instance, breaker not open)",
+        "ov_errors": f"{recent['calls']} calls in the last {RATE_WINDOW_S // 60} min",
+    } if services else {}  # fmt: skip
+    for row in (tiles[:4], tiles[4:]):
+        for col, (label, value, fig, key) in zip(st.columns(len(row)), row, strict=True):
             with col.container(border=True):
                 st.metric(label, value)
+                if key in notes:
+                    st.caption(notes[key])
                 st.plotly_chart(fig, key=key, config=PLOT_CONFIG)
 
 
@@ -122,7 +130,8 @@ def problems(now: float) -> None:
         before = round(now - after, 3)  # only those created before can be stuck: a bounded read
         items = []
         for status in ("RUNNING", "COMPENSATING", "CREATED"):
-            items += ui.read("workflows", status=status, created_before=before, limit=STUCK_SCAN)["items"]
+            items += ui.read("workflows", status=status, created_before=before, limit=STUCK_SCAN,
+                             order="oldest")["items"]  # fmt: skip
         stuck = sorted(charts.stuck(items, now, after), key=lambda i: i["updated_at"])
         more = f", the {MAX_LISTED} oldest shown" if len(stuck) > MAX_LISTED else ""
         st.markdown(f"**Stuck** ({len(stuck)}{more}; no change for {after:g} s)")

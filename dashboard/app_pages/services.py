@@ -60,10 +60,7 @@ def breaker_panel(svc: dict[str, Any], now: float, trips_last_hour: int) -> None
             col.button(label, key=f"ctl_breaker_{action}_{svc['name']}", on_click=breaker_action,
                        args=(svc["name"], action))  # fmt: skip
     history_key = f"svc_hist_{svc['name']}"
-    state[history_key] = charts.append_sample(
-        state.get(history_key, []),
-        {"t": now, "error_rate": b["window_failure_rate"], "utilization": svc["utilization"]},
-    )
+    state[history_key] = charts.append_sample(state.get(history_key, []), {"t": now, "utilization": svc["utilization"]})
 
 
 def instances_panel(svc: dict[str, Any]) -> None:
@@ -120,6 +117,7 @@ def services() -> None:
         since = (now - 3600) // 60 * 60
         series = ui.read("series", since=since, step=60)
         frame = charts.series_frame(series)
+        calls = charts.service_calls_frame(series)
         trips = (series.get("breakdown") or {}).get("breaker_trips") or {}
         top = st.columns([1, 2])
         top[0].metric("Services available", charts.percent_text(charts.availability(listed), 0))
@@ -139,11 +137,12 @@ def services() -> None:
                 with right:
                     st.plotly_chart(charts.utilization_figure(svc["instances"]), key=f"svc_util_{svc['name']}",
                                     config=PLOT_CONFIG)  # fmt: skip
-                    st.plotly_chart(
-                        charts.history_figure(state[f"svc_hist_{svc['name']}"],
-                                              {"error_rate": "error rate", "utilization": "utilization"},
-                                              "Error rate and utilization (sampled while open)", percent=True),
-                        key=f"svc_hist_chart_{svc['name']}", config=PLOT_CONFIG)  # fmt: skip
+                    st.plotly_chart(charts.service_history_figure(calls, svc["name"], state[f"svc_hist_{svc['name']}"]),
+                                    key=f"svc_hist_chart_{svc['name']}", config=PLOT_CONFIG)  # fmt: skip
+                    recent = charts.calls_summary(calls, 300, 60, svc["name"])
+                    st.caption(f"Last 5 min: {recent['calls']} calls, error rate "
+                               f"{charts.percent_text(recent['error_rate'])}, availability "
+                               f"{charts.percent_text(recent['availability'])} (the engine's rollups)")  # fmt: skip
                 chaos_panel(svc["name"])
 
 

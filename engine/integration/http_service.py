@@ -5,6 +5,11 @@ load balancer, carries ``Idempotency-Key``, ``X-Correlation-ID`` and a W3C ``tra
 classified for retries: a 4xx is final unless it is 408 or 429; 5xx, timeouts and connection errors
 may be retried. A call refused by an open breaker never touches the network, and its retry waits at
 least until the breaker would let a trial call through.
+
+With a ``stats`` recorder (the worker's), every call is counted per service on the hot path (an
+in-memory append, flushed to the 10-second rollups with the rest): ``service_calls|<service>|ok`` or
+``|failed`` as the breaker recorded it, ``|refused`` when the breaker or the lack of a healthy
+instance refused it. These feed the availability and error-rate history of ``GET /sla/series``.
 """
 
 from __future__ import annotations
@@ -20,9 +25,14 @@ from engine.domain.services import HealthStatus, ServiceEndpoint
 from engine.errors import NonRetryableStepError, StepError, StepTimeout
 from engine.persistence.service_registry import Lease, Refusal, ServiceNotFound, ServiceRegistry
 from engine.ports import CompensationResult, StepContext, StepResult
+from engine.stats import StatsRecorder
 
 RETRYABLE_4XX = frozenset({408, 429})
 NO_INSTANCE_RETRY_S = 1.0
+CALLS = "service_calls"
+"""Counter family of the per-service call outcomes in the stats rollups (not a Prometheus counter:
+``wes_service_calls_total`` is read from the breaker hash, see engine.metrics); outcomes ok, failed,
+refused."""
 
 
 class CircuitOpenError(StepError):
@@ -42,8 +52,11 @@ class ServiceUnavailable(StepError):
 
 
 class HttpServicePort:
-    def __init__(self, registry: ServiceRegistry, client: httpx.Client | None = None):
+    def __init__(
+        self, registry: ServiceRegistry, client: httpx.Client | None = None, stats: StatsRecorder | None = None
+    ):
         self.registry = registry
+        self.stats = stats
         self.http = client or httpx.Client(
             limits=httpx.Limits(max_connections=200, max_keepalive_connections=50), trust_env=False
         )
@@ -81,6 +94,7 @@ class HttpServicePort:
         service = self.registry.endpoint(ref.service or "")
         decision = self.registry.select_instance(service, ctx.correlation_id)
         if isinstance(decision, Refusal):
+            self._count(service.name, "refused")
             if decision.reason.startswith("no healthy"):
                 raise ServiceUnavailable(f"service {service.name}: no healthy instance")
             raise CircuitOpenError(
@@ -97,6 +111,11 @@ class HttpServicePort:
             raise
         finally:
             self.registry.release(service, decision, ok)
+            self._count(service.name, "ok" if ok else "failed")
+
+    def _count(self, service: str, outcome: str) -> None:
+        if self.stats is not None:
+            self.stats.incr(f"{CALLS}|{service}|{outcome}")
 
     def _send(self, service: ServiceEndpoint, lease: Lease, operation: str, ctx: StepContext) -> Any:
         url = lease.url + service.path(operation)

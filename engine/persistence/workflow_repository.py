@@ -22,6 +22,8 @@ from engine.persistence.fastpath import runner_for
 from engine.persistence.keys import Keys
 from engine.settings import EngineSettings
 
+LIST_ORDERS = ("newest", "oldest")
+"""Orders of ``list_ids``: by the index's score (creation time), newest or oldest first."""
 FLAG_TTL_MS = 5000
 
 
@@ -363,10 +365,16 @@ class WorkflowRepository:
         cursor: str | None = None,
         created_after_ms: int | None = None,
         created_before_ms: int | None = None,
+        order: str = "newest",
     ) -> tuple[list[str], str | None]:
-        """Newest first from one index; ``cursor`` is ``<created ms>:<id>`` of the last item seen.
+        """Newest first (``order="oldest"``: oldest first) from one index; ``cursor`` is
+        ``<created ms>:<id>`` of the last item seen, to be passed back with the same order.
         ``created_after_ms`` / ``created_before_ms`` bound the creation time (inclusive / exclusive;
-        the attention index is scored by when attention began, not by creation)."""
+        the attention index is scored by when attention began, not by creation). Ties on the score
+        go by id (descending newest first, ascending oldest first), so pages never overlap."""
+        if order not in LIST_ORDERS:
+            raise ValueError(f"order must be one of {', '.join(LIST_ORDERS)}, got {order!r}")
+        ascending = order == "oldest"
         k = self.keys
         if requires_attention:
             index = k.attention
@@ -389,21 +397,37 @@ class WorkflowRepository:
         max_score: str = "+inf" if created_before_ms is None else f"({created_before_ms}"
         min_score: str = "-inf" if created_after_ms is None else str(created_after_ms)
         after_id: str | None = None
+        after_score: int | None = None
         if cursor:
             score, _, after_id = cursor.partition(":")
-            max_score = score
+            try:
+                after_score = int(score)
+            except ValueError:
+                raise ValueError(f"invalid cursor {cursor!r}: expected <created ms>:<id>") from None
+            # the cursor moves one bound; the other filter bound stays (a stale cursor never widens it)
+            if ascending and (created_after_ms is None or after_score >= created_after_ms):
+                min_score = str(after_score)
+            elif not ascending and (created_before_ms is None or after_score < created_before_ms):
+                max_score = str(after_score)
         out: list[str] = []
         last_score: float | None = None
         fetch = max(limit * 2, 50)
         offset = 0
         while len(out) < limit:
-            rows = self.r.zrevrangebyscore(index, max_score, min_score, start=offset, num=fetch, withscores=True)
+            if ascending:
+                rows = self.r.zrangebyscore(index, min_score, max_score, start=offset, num=fetch, withscores=True)
+            else:
+                rows = self.r.zrevrangebyscore(index, max_score, min_score, start=offset, num=fetch, withscores=True)
             if not rows:
                 break
             offset += len(rows)
             candidates = []
             for wid, score in rows:
-                if after_id is not None and str(int(score)) == max_score and wid >= after_id:
+                if (
+                    after_id is not None
+                    and int(score) == after_score
+                    and (wid <= after_id if ascending else wid >= after_id)
+                ):
                     continue
                 candidates.append((wid, score))
             matched = self._filter(candidates, filters, index)

@@ -98,6 +98,52 @@ def test_list_filters_and_cursor_pagination(stack, flow):
     assert counts["by_status"]["COMPLETED"] >= 6 and counts["total"] == sum(counts["by_status"].values())
 
 
+def test_oldest_first_pages_through_more_than_a_page_of_running_workflows(stack):
+    """``order=oldest`` over the RUNNING index: the oldest first, pages that continue where the last
+    one ended, and the same set as newest first in reverse."""
+    name = f"hold-{uuid.uuid4().hex[:6]}"
+    wait = {"max_attempts": 2, "backoff": "LINEAR", "initial_delay": "10m", "max_delay": "10m"}
+    r = stack.http("admin").post("/definitions", json={"name": name, "steps": [step("hold", retry=wait)]})
+    assert r.status_code == 201, r.text
+    ids = [start(stack, name, {"hold": {"fail_times": 1}}) for _ in range(12)]  # each waits 10 min to retry
+    h = stack.http("viewer")
+    try:
+        for wid in ids:
+            wait_status(h, wid, {"RUNNING"})
+
+        def pages(order: str, limit: int) -> list[list[dict]]:
+            out, cursor = [], None
+            while True:
+                params = {"status": "RUNNING", "definition": name, "limit": limit, "order": order}
+                page = h.get("/workflows", params={**params, **({"cursor": cursor} if cursor else {})})
+                assert page.status_code == 200, page.text
+                out.append(page.json()["items"])
+                cursor = page.json()["next_cursor"]
+                if cursor is None:
+                    return out
+
+        oldest = pages("oldest", 5)
+        assert [len(p) for p in oldest] == [5, 5, 2]
+        flat = [i["workflow_id"] for p in oldest for i in p]
+        assert sorted(flat) == sorted(ids), "every one exactly once"
+        created = {i["workflow_id"]: int(i["created_at"] * 1000) for p in oldest for i in p}
+        assert flat == sorted(flat, key=lambda w: (created[w], w)), "oldest first, ties by id"
+        assert flat[0] == min(ids, key=lambda w: (created[w], w))
+        newest = [i["workflow_id"] for p in pages("newest", 5) for i in p]
+        assert newest == list(reversed(flat))
+        assert [i["workflow_id"] for p in pages("oldest", 1) for i in p] == flat
+        # The default is newest first; a time window bounds either order.
+        assert [i["workflow_id"] for i in h.get("/workflows", params={"definition": name}).json()["items"]] == newest
+        cut = (created[flat[6]] + 0.5) / 1000  # the API rounds down to the millisecond
+        window = h.get("/workflows", params={"definition": name, "order": "oldest", "created_before": cut}).json()
+        assert [i["workflow_id"] for i in window["items"]] == [w for w in flat if created[w] < created[flat[6]]]
+        problem(h.get("/workflows", params={"order": "random"}), 422, "invalid-request")
+        problem(h.get("/workflows", params={"order": ["oldest", "newest"]}), 422)
+    finally:
+        r = stack.http("operator").post("/workflows/bulk", json={"action": "cancel", "ids": ids})
+        assert r.status_code == 200 and r.json()["succeeded"] == len(ids), r.text
+
+
 def test_pause_resume_cancel_and_refused_controls(stack, flow):
     wid = start(stack, flow, {"reserve": {"sleep": 0.6}, "charge": {"sleep": 0.6}})
     op = stack.http("operator")

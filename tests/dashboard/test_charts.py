@@ -14,7 +14,7 @@ T0 = 1_767_225_600.0  # 2026-01-01 00:00:00 UTC
 
 def target(**fields):
     row = {"name": "workflow_start", "description": "workflow start", "count": 10, "compliance": 1.0,
-           "objective": 0.999, "met": True, "target_s": 1.0, "p90_s": 0.002, "p99_s": 0.004, "bar_s": 0.01,
+           "objective": 0.999, "met": True, "target_s": 1.0, "p90_s": 0.002, "p95_s": 0.003, "p99_s": 0.004, "bar_s": 0.01,
            "bar_p99_s": 0.004, "bar_met": True, "bar_metric": "workflow_start"}  # fmt: skip
     row.update(fields)
     return row
@@ -33,7 +33,10 @@ def test_sla_tiles_texts():
     assert tile["title"] == "Workflow start" and tile["light"] == "green" and tile["color"] == charts.LIGHTS["green"]
     assert tile["compliance"] == "99.88 %" and tile["objective"] == "99.9 %"
     assert (tile["target"], tile["p99"], tile["bar"], tile["bar_p99"]) == ("1 s", "4.2 ms", "10 ms", "420 µs")
-    assert charts.sla_tiles({"targets": [target(count=0, p90_s=None)]})[0]["p90"] == "—"
+    assert tile["p95"] == "3 ms"
+    empty = charts.sla_tiles({"targets": [target(count=0, p90_s=None, p95_s=None, p99_s=None)]})[0]
+    assert empty["p95"] == empty["p99"] == empty["p90"] == "—"
+    assert charts.sla_tiles({"targets": [{k: v for k, v in target().items() if k != "p95_s"}]})[0]["p95"] == "—"
 
 
 def series(*counters, step=60):
@@ -69,6 +72,63 @@ def test_rate_figures():
     assert bars.data[0].type == "bar"
     empty = charts.rate_figure(charts.series_frame({}), "completion_per_min", "x")
     assert len(empty.data) == 1 and len(empty.data[0].x) == 0
+
+
+def calls_series(*points, step=60):
+    """``points``: per point, ``{service: (ok, failed, refused)}``."""
+    return {
+        "step_s": step,
+        "points": [
+            {"start": T0 + n * step,
+             "by_service": {name: {f"service_calls.{o}": v for o, v in zip(charts.CALL_OUTCOMES, counts, strict=True)
+                                   if v} for name, counts in p.items()}}
+            for n, p in enumerate(points)
+        ],
+    }  # fmt: skip
+
+
+def test_service_calls_from_the_rollups():
+    frame = charts.service_calls_frame(calls_series(
+        {"payment": (3, 1, 0), "inventory": (4, 0, 0)},
+        {"payment": (0, 0, 2)},
+        {},
+    ))  # fmt: skip
+    assert charts.service_names(frame) == ["inventory", "payment"]
+    pay = frame[frame["service"] == "payment"].reset_index(drop=True)
+    assert list(pay["calls"]) == [4, 2, 0]
+    assert pay.loc[0, "availability"] == 0.75 and pay.loc[0, "error_rate"] == 0.25
+    assert pay.loc[1, "availability"] == 0.0 and math.isnan(pay.loc[1, "error_rate"])  # refused: nothing answered
+    assert math.isnan(pay.loc[2, "availability"]) and math.isnan(pay.loc[2, "error_rate"])  # no call: a gap
+    total = frame[frame["service"] == charts.ALL_SERVICES].reset_index(drop=True)
+    assert list(total["ok"]) == [7, 0, 0] and total.loc[0, "availability"] == 7 / 8
+    assert total.loc[0, "error_rate"] == 1 / 8 and total.loc[1, "availability"] == 0.0
+
+    now = charts.calls_summary(frame, seconds=120, step_s=60, service="payment")
+    assert now == {"calls": 2, "availability": 0.0, "error_rate": None}
+    assert charts.calls_summary(frame, 180, 60) == {"calls": 10, "availability": 0.7, "error_rate": 1 / 8}
+    empty = charts.service_calls_frame({"points": [{"start": T0, "by_service": {"x": {"breaker_trips": 1}}}]})
+    assert empty.empty and charts.service_names(empty) == []
+    assert charts.calls_summary(empty, 300, 60) == {"calls": 0, "availability": None, "error_rate": None}
+
+
+def test_service_lines_and_history_figures():
+    frame = charts.service_calls_frame(calls_series({"payment": (3, 1, 0), "inventory": (4, 0, 0)}, {}))
+    fig = charts.service_lines_figure(frame, "availability", "Service calls answered OK")
+    assert [t.name for t in fig.data] == ["inventory", "payment", charts.ALL_SERVICES]
+    assert fig.data[1].y[0] == 0.75 and fig.data[2].line.width == 3
+    assert fig.layout.yaxis.tickformat == ".0%" and fig.layout.showlegend is True
+    only = charts.service_lines_figure(frame, "error_rate", "x", services=["payment"], overall=False)
+    assert [t.name for t in only.data] == ["payment"] and only.data[0].y[0] == 0.25
+    blank = charts.service_lines_figure(charts.service_calls_frame({}), "availability", "x")
+    assert [len(t.x) for t in blank.data] == [0]
+
+    samples = [{"t": T0 + 5, "utilization": 0.5}]
+    one = charts.service_history_figure(frame, "payment", samples)
+    assert [t.name for t in one.data] == ["error rate", "availability", "utilization (sampled)"]
+    assert one.data[0].y[0] == 0.25 and one.data[1].y[0] == 0.75 and list(one.data[2].y) == [0.5]
+    assert one.layout.title.text == "Error rate and availability, last hour"
+    none = charts.service_history_figure(frame, "unknown")
+    assert [len(t.x) for t in none.data] == [0, 0, 0]
 
 
 def service(name, healthy=1, state="CLOSED", forced=None, **b):

@@ -10,6 +10,7 @@ import uuid
 import pytest
 
 from tests.dashboard.conftest import control_keys, open_page, start, status_of, texts, wait_for
+from tests.integration.support import step
 
 pytestmark = pytest.mark.timeout(90)
 SLA_NAMES = ("Workflow start", "Step execution", "Compensation", "State persistence", "Event publishing")
@@ -32,6 +33,8 @@ def test_sla_tiles_and_rate_charts(app, stack, flow):
     compliance = [m.value for m in at.metric if m.label == "Compliance"]
     assert len(compliance) == 5 and compliance[0] == "100.00 %"  # workflow start
     assert "GREEN · met" in shown or "AMBER · our bar missed" in shown
+    tile_numbers = [c.value for c in at.caption if str(c.value).startswith("p95 ")]
+    assert len(tile_numbers) == 5 and " · p99 " in tile_numbers[0] and " · target 1 s" in tile_numbers[0]
     assert "NO DATA" not in shown.split("**Step execution**")[0]
 
     values = {m.label: m.value for m in at.metric}
@@ -86,3 +89,38 @@ def test_problems_are_one_click_away(app, stack, flow):
         stack.http("operator").post(f"/services/{name}/breaker/reset")
         stack.http("admin").delete(f"/services/{name}")
         stack.http("operator").post(f"/workflows/{slow}/cancel")
+
+
+def test_a_stuck_workflow_older_than_the_newest_hundred_is_listed(app, stack):
+    """More than a hundred newer RUNNING workflows: the stuck scan asks for the oldest, so the one
+    stuck longest is found although it is not among the newest 100."""
+    name = f"hold-{uuid.uuid4().hex[:6]}"
+    wait = {"max_attempts": 2, "backoff": "LINEAR", "initial_delay": "10m", "max_delay": "10m"}
+    r = stack.http("admin").post("/definitions", json={"name": name, "steps": [step("hold", retry=wait)]})
+    assert r.status_code == 201, r.text
+    plan = {"hold": {"fail_times": 1}}  # its first attempt fails; the retry waits 10 min: RUNNING, unchanged
+    viewer = stack.http("viewer")
+
+    def waiting(wid: str) -> bool:
+        d = viewer.get(f"/workflows/{wid}").json()
+        return d["status"] == "RUNNING" and d["steps"][0]["status"] != "RUNNING" and d["steps"][0]["attempt"] >= 1
+
+    oldest = start(stack, name, plan)
+    ids = [oldest]
+    try:
+        wait_for(lambda: waiting(oldest), what="the oldest saga's failed first attempt")
+        time.sleep(0.05)
+        ids += [start(stack, name, plan) for _ in range(105)]
+        wait_for(lambda: all(waiting(w) for w in ids[-5:]), what="the newer sagas' first attempts")
+        time.sleep(3.3)  # WES_DASHBOARD_STUCK_SECONDS=3: all of them are stuck now, and created before the cut
+        newest = viewer.get("/workflows", params={"status": "RUNNING", "created_before": time.time() - 3,
+                                                   "limit": 100}).json()["items"]  # fmt: skip
+        assert oldest not in {i["workflow_id"] for i in newest}, "the newest 100 would miss it"
+
+        at = open_page(app("viewer"), "overview")
+        assert not at.exception and not at.error, [e.value for e in at.error]
+        assert f"ov_stuck_{oldest}" in {b.key for b in at.button}
+        assert any(str(m.value).startswith("**Stuck** (") and "the 5 oldest shown" in str(m.value) for m in at.markdown)
+    finally:
+        r = stack.http("operator").post("/workflows/bulk", json={"action": "cancel", "ids": ids})
+        assert r.status_code == 200, r.text

@@ -58,6 +58,24 @@ def test_list_by_definition_pages_with_a_cursor(client):
     assert len(ids(client.list(limit=100))) == 9
 
 
+def test_list_oldest_first_pages_with_a_cursor(client):
+    define(client, "aged", [step("a")])
+    mine = [start(client, "aged", {"n": n}) for n in range(7)]
+
+    pages = all_pages(client, 3, definition="aged", order="oldest")
+
+    assert [len(p) for p in pages] == [3, 3, 1]
+    flat = [wid for p in pages for wid in p]
+    created = {i["workflow_id"]: int(i["time_constraints"]["created_at"] * 1000) for i in client.list(limit=100).items}
+    assert flat == sorted(mine, key=lambda w: (created[w], w)), "oldest first by creation ms, ties by id"
+    assert [w for p in all_pages(client, 3, definition="aged") for w in p] == list(reversed(flat))
+    # Through the status index with a filter, one at a time, and with a time window.
+    assert [w for p in all_pages(client, 1, status="CREATED", definition="aged", order="oldest") for w in p] == flat
+    cut = created[flat[3]]
+    after = client.list(definition="aged", order="oldest", created_after=(cut + 0.5) / 1000, limit=100)
+    assert ids(after) == [w for w in flat if created[w] >= cut]
+
+
 def test_list_by_status_and_requires_attention(client, workers):
     define(client, "statuses", [step("a"), step("b")])
     waiting = start(client, "statuses")
