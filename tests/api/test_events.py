@@ -101,3 +101,10 @@ def test_feed_pages(stack, flow):
     typed = viewer.get("/events", params={"type": "WorkflowCompleted", "limit": 3}).json()["items"]
     assert typed and all(e["type"] == "WorkflowCompleted" for e in typed)
     problem(viewer.get("/events", params={"after": "yesterday"}), 422)
+
+
+def test_an_unknown_event_type_is_a_422_naming_the_known_ones(stack):
+    r = stack.http("viewer").get("/events", params={"type": ["StepExecuted", "StepExplode"]})
+    body = problem(r, 422)
+    assert body["detail"].startswith("query.type.1: ") and "WorkflowCompleted" in body["detail"], body
+    assert stack.http("viewer").get("/events", params={"type": ["StepExecuted", "StepFailed"]}).status_code == 200
