@@ -519,14 +519,18 @@ def env_hint(settings: EngineSettings) -> str:
 
 
 def start_api(sup: Supervisor, settings: EngineSettings, client: EngineClient, port: int, demo: bool) -> dict[str, Any]:
-    """Serve the control API (uvicorn in a subprocess); with no API key configured or stored, create an
-    admin key, of which only the hash is stored, to be printed once."""
-    from api.auth import ensure_admin_key
+    """Serve the control API (uvicorn in a subprocess)."""
     from api.component import ApiComponent
 
-    info = sup.start(ApiComponent(settings, port, url=client.url, chaos=demo, log_file=settings.home / "api.log"))
-    info["admin_key"] = ensure_admin_key(client)
-    return info
+    return sup.start(ApiComponent(settings, port, url=client.url, chaos=demo, log_file=settings.home / "api.log"))
+
+
+def first_admin_key(client: EngineClient) -> str | None:
+    """With no API key configured or stored, create an admin key (only its hash is stored) to print
+    once. Called when everything else has started, so a failed start cannot swallow the key."""
+    from api.auth import ensure_admin_key
+
+    return ensure_admin_key(client)
 
 
 def print_banner(settings: EngineSettings, info: dict[str, Any]) -> None:
@@ -551,7 +555,10 @@ def print_banner(settings: EngineSettings, info: dict[str, Any]) -> None:
         if api.get("admin_key"):
             click.echo(f"admin key    {api['admin_key']}  (shown once: only its hash is stored)")
         else:
-            click.echo("api keys     from WES_API_KEYS / WES_API_KEYS_FILE, or the ones already stored")
+            click.echo(
+                "api keys     from WES_API_KEYS / WES_API_KEYS_FILE or the ones stored (`wes keys create admin`"
+                " makes another)"
+            )
     if dash := info.get("dashboard"):
         click.echo(f"dashboard    {dash['url']}  (log in with an API key; log {dash['log_file']})")
     env = env_hint(settings)
@@ -642,6 +649,7 @@ def up(
 
                 dash = DashboardComponent(info["api"]["url"], dashboard_port, log_file=settings.home / "dashboard.log")
                 info["dashboard"] = sup.start(dash)
+            info["api"]["admin_key"] = first_admin_key(client)
         if not app.json:
             print_banner(settings, info)
         if demo:
@@ -1001,6 +1009,7 @@ def bench(
 
 
 # The service endpoint commands (services, breaker, sim) register themselves on `cli`.
+import engine.cli_keys  # noqa: E402  (`wes keys`)
 import engine.cli_metrics  # noqa: E402  (`wes exporter`)
 import engine.cli_services  # noqa: E402, F401
 from engine import cli_waveless  # noqa: E402, F401  (`wes orders`, `wes waveless`)

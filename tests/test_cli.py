@@ -291,6 +291,32 @@ def test_attention_and_retry_compensation(engine: Engine, attention_wid: str) ->
     assert proc.stdout.split() == [attention_wid, "COMPENSATING"]
 
 
+def test_keys_create_list_revoke_and_the_key_opens_the_api(engine: Engine, tmp_path: Path) -> None:
+    from api.component import ApiComponent
+
+    made = engine.wes_json("keys", "create", "operator", "--name", "night shift")
+    assert made["role"] == "operator" and made["name"] == "night shift" and made["key"].startswith("wes_")
+    listed = engine.wes_json("keys", "list")
+    assert [k["key_id"] for k in listed if k["name"] == "night shift"] == [made["key_id"]]
+    assert made["key"] not in json.dumps(listed)  # only hashes are stored
+
+    api = ApiComponent(engine.settings, free_port(), log_file=tmp_path / "api.log")
+    api.start()
+    try:
+        headers = {"Authorization": f"Bearer {made['key']}"}
+        info = httpx.get(f"{api.url}/api/v1/info", headers=headers, timeout=5)
+        assert info.status_code == 200, info.text
+        assert engine.wes("keys", "revoke", made["key_id"]).returncode == 0
+        time.sleep(2.5)  # the API trusts a verified key for its auth cache (2 s)
+        assert httpx.get(f"{api.url}/api/v1/info", headers=headers, timeout=5).status_code == 401
+    finally:
+        api.stop()
+    assert made["key_id"] not in engine.wes("keys", "list").stdout
+    assert_one_error_line(engine.wes("keys", "revoke", "nope"), "no API key with id 'nope'")
+    env_key = clean_env(**{**engine.env, "WES_API_KEYS": "viewer:abcdefabcdefabcdef"})
+    assert_one_error_line(run_wes(env_key, "keys", "revoke", "env-1"), "key env-1 comes from the env")
+
+
 def test_unreachable_redis_is_one_error_line(tmp_path: Path) -> None:
     refused, no_server = run_many(
         clean_env(WES_HOME=str(tmp_path)),
