@@ -839,6 +839,7 @@ def events(app: App, workflow_id: str, follow: bool) -> None:
 @click.option("--attention", is_flag=True, help="Only workflows that require attention.")
 @click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True)
 @click.option("--cursor", metavar="CURSOR", help="Continue after the page that printed it.")
+@click.option("--oldest", is_flag=True, help="Oldest first (the ones that may be stuck).")
 @pass_app
 def list_(
     app: App,
@@ -848,8 +849,9 @@ def list_(
     attention: bool,
     limit: int,
     cursor: str | None,
+    oldest: bool,
 ) -> None:
-    """List workflows, newest first."""
+    """List workflows, newest first (--oldest: oldest first)."""
     page = app.client.list(
         status=status_,
         definition=definition,
@@ -857,6 +859,7 @@ def list_(
         requires_attention=attention,
         limit=limit,
         cursor=cursor,
+        order="oldest" if oldest else "newest",
     )
     if app.json:
         emit_json({"items": page.items, "next_cursor": page.next_cursor})

@@ -238,6 +238,13 @@ def test_list(engine: Engine, completed: tuple[str, str], compensated: str) -> N
     second = engine.wes_json("list", "--limit", "1", "--cursor", page["next_cursor"])
     assert second["items"][0]["workflow_id"] != page["items"][0]["workflow_id"]
 
+    newest = [s["workflow_id"] for s in engine.wes_json("list", "--limit", "1000")["items"]]
+    assert len(newest) >= 3, newest
+    oldest = engine.wes_json("list", "--oldest", "--limit", "2")
+    assert [s["workflow_id"] for s in oldest["items"]] == newest[::-1][:2]
+    more = engine.wes_json("list", "--oldest", "--limit", "2", "--cursor", oldest["next_cursor"])
+    assert more["items"] and [s["workflow_id"] for s in more["items"]] == newest[::-1][2:4]
+
 
 def test_user_errors_are_one_line(engine: Engine, completed: tuple[str, str]) -> None:
     pause, pause_json, bad_json, not_object, unknown = engine.wes_many(
