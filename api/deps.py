@@ -8,7 +8,7 @@ Every non-GET request also takes a token from the key's rate limit bucket (429 w
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 import redis
 import redis.asyncio as aioredis
@@ -115,10 +115,44 @@ REPEATABLE_QUERY = frozenset({"type"})
 to the array parameters of the OpenAPI schema."""
 
 
-def single_valued_query(request: Request) -> None:
-    """A scalar query parameter given twice is a 422: the framework would silently keep the last one."""
+_DECLARED: dict[int, frozenset[str]] = {}
+
+
+def _declared_query(route: Any) -> frozenset[str] | None:
+    """The query parameter names a route declares (its dependencies' included), computed once."""
+    if route is None or not hasattr(route, "dependant"):
+        return None
+    found = _DECLARED.get(id(route))
+    if found is None:
+        names: set[str] = set()
+        pending = [route.dependant]
+        while pending:  # the route's own parameters and those of every dependency, recursively
+            dependant = pending.pop()
+            names.update(f.alias for f in dependant.query_params)
+            pending.extend(dependant.dependencies)
+        found = _DECLARED[id(route)] = frozenset(names)
+    return found
+
+
+def strict_query(request: Request) -> None:
+    """422 for a query parameter the route does not declare (a typo such as ``?stauts=RUNNING`` would
+    otherwise be ignored and answer with everything) and for a scalar one given twice (the framework
+    would silently keep the last value)."""
+    declared = _declared_query(request.scope.get("route"))
     seen: set[str] = set()
     for name, _ in request.query_params.multi_items():
+        if declared is not None and name not in declared:
+            known = ", ".join(sorted(declared)) or "none"
+            raise RequestValidationError(
+                [
+                    {
+                        "type": "unknown",
+                        "loc": ("query", name),
+                        "msg": f"unknown parameter (known: {known})",
+                        "input": None,
+                    }
+                ]
+            )
         if name in seen and name not in REPEATABLE_QUERY:
             raise RequestValidationError(
                 [{"type": "repeated", "loc": ("query", name), "msg": f"'{name}' may be given once", "input": None}]

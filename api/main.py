@@ -19,7 +19,7 @@ from api import errors
 from api.aredis import connect_async
 from api.audit import AuditLog, AuditMiddleware
 from api.auth import KeyStore
-from api.deps import Services, single_valued_query
+from api.deps import Services, strict_query
 from api.observability import VERSION, MetricsMiddleware, metrics_registry
 from api.operations import OperationIndex
 from api.ratelimit import RateLimiter
@@ -98,7 +98,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     app.add_middleware(AuditMiddleware, prefix=PREFIX)
     app.add_middleware(MetricsMiddleware)
 
-    v1 = APIRouter(prefix=PREFIX, dependencies=[Depends(single_valued_query)])
+    v1 = APIRouter(prefix=PREFIX, dependencies=[Depends(strict_query)])
     for module in (workflows, definitions, services, waveless, sla, events, keys, audit):
         v1.include_router(module.router)
     v1.include_router(health.router)
