@@ -91,16 +91,15 @@ def start_api(tmp_path_factory) -> Iterator[Callable[..., ApiComponent]]:
         component.stop()
 
 
-@pytest.fixture(scope="session")
-def stack(redis_url, start_api, tmp_path_factory) -> Iterator[Stack]:
+def running_stack(redis_url: str, start_api: Callable[..., ApiComponent], logs: Path) -> Iterator[Stack]:
+    """Workers, an API with a key per role and chaos on, under a fresh key prefix; ready once /readyz
+    says so (the workers' first heartbeats come a moment after the pool starts)."""
     settings = fast_settings(redis_url, waveless_definition=ORDERS)
-    logs = tmp_path_factory.mktemp("workers")
     pool = WorkerPool(settings, concurrency=2, grace_seconds=10.0, log_file=str(logs / "workers.log"))
     pool.start()
     keys = role_keys()
     api = start_api(settings, keys, chaos=True, rate_limit_per_second=1000, rate_limit_burst=1000)
     s = Stack(settings, api.url, keys, EngineClient(settings), api.log_file or Path())
-    # Ready means the workers' first heartbeats arrived too (they come a moment after the pool starts).
     deadline = time.monotonic() + 30
     while s.root().get("/readyz").status_code != 200:
         assert time.monotonic() < deadline, f"/readyz not 200 within 30 s: {s.root().get('/readyz').text}"
@@ -110,6 +109,11 @@ def stack(redis_url, start_api, tmp_path_factory) -> Iterator[Stack]:
     finally:
         s.close()
         pool.stop()
+
+
+@pytest.fixture(scope="session")
+def stack(redis_url, start_api, tmp_path_factory) -> Iterator[Stack]:
+    yield from running_stack(redis_url, start_api, tmp_path_factory.mktemp("workers"))
 
 
 @pytest.fixture(scope="session")

@@ -18,10 +18,7 @@ from typing import Any
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from engine.client import EngineClient
-from engine.saga.worker import WorkerPool
-from tests.api.conftest import ORDERS, Stack, role_keys, start_api  # noqa: F401 - start_api is a fixture
-from tests.conftest import fast_settings
+from tests.api.conftest import Stack, running_stack, start_api  # noqa: F401 - start_api is a fixture
 from tests.integration.support import step
 
 APP = Path(__file__).resolve().parents[2] / "dashboard" / "app.py"
@@ -51,18 +48,7 @@ def _dashboard_env() -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 def stack(redis_url, start_api, tmp_path_factory) -> Iterator[Stack]:  # noqa: F811 - start_api
-    settings = fast_settings(redis_url, waveless_definition=ORDERS)
-    logs = tmp_path_factory.mktemp("dashboard-workers")
-    pool = WorkerPool(settings, concurrency=2, grace_seconds=10.0, log_file=str(logs / "workers.log"))
-    pool.start()
-    keys = role_keys()
-    api = start_api(settings, keys, chaos=True, rate_limit_per_second=1000, rate_limit_burst=1000)
-    s = Stack(settings, api.url, keys, EngineClient(settings), api.log_file or Path())
-    try:
-        yield s
-    finally:
-        s.close()
-        pool.stop()
+    yield from running_stack(redis_url, start_api, tmp_path_factory.mktemp("dashboard-workers"))
 
 
 @pytest.fixture(scope="session")
