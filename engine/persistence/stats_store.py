@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
+
 import redis
 
 from engine.persistence.keys import Keys
@@ -35,27 +37,14 @@ class StatsStore:
 
     def read(self, since_s: float, until_s: float | None = None) -> tuple[dict[str, LogHistogram], dict[str, int]]:
         """Merged histograms and counters of every interval starting in [since - interval, until]."""
-        starts = self.r.zrangebyscore(
-            self.keys.stats_index, int(since_s) // INTERVAL_S * INTERVAL_S, "+inf" if until_s is None else until_s
-        )
-        pipe = self.r.pipeline(transaction=False)
-        for s in starts:
-            pipe.hgetall(self.keys.stats(int(s)))
-        hist: dict[str, dict[int, int]] = {}
-        totals: dict[str, float] = {}
-        counters: dict[str, int] = {}
-        for row in pipe.execute():
-            for field, value in row.items():
-                kind, _, rest = field.partition("|")
-                if kind == "h":
-                    metric, _, b = rest.rpartition("|")
-                    hist.setdefault(metric, {})
-                    hist[metric][int(b)] = hist[metric].get(int(b), 0) + int(value)
-                elif kind == "s":
-                    totals[rest] = totals.get(rest, 0.0) + float(value)
-                elif kind == "c":
-                    counters[rest] = counters.get(rest, 0) + int(value)
-        return {m: LogHistogram.from_counts(c, totals.get(m, 0.0)) for m, c in hist.items()}, counters
+        hist: dict[str, LogHistogram] = defaultdict(LogHistogram)
+        counters: dict[str, int] = defaultdict(int)
+        for _start, h, c in self.series(since_s, until_s):
+            for metric, one in h.items():
+                hist[metric].merge(one)
+            for name, n in c.items():
+                counters[name] += n
+        return dict(hist), dict(counters)
 
     def series(
         self, since_s: float, until_s: float | None = None
@@ -70,19 +59,21 @@ class StatsStore:
         pipe = self.r.pipeline(transaction=False)
         for s in starts:
             pipe.hgetall(self.keys.stats(s))
-        out = []
-        for start, row in zip(starts, pipe.execute(), strict=True):
-            hist: dict[str, dict[int, int]] = {}
-            totals: dict[str, float] = {}
-            counters: dict[str, int] = {}
-            for field, value in row.items():
-                kind, _, rest = field.partition("|")
-                if kind == "h":
-                    metric, _, b = rest.rpartition("|")
-                    hist.setdefault(metric, {})[int(b)] = int(value)
-                elif kind == "s":
-                    totals[rest] = float(value)
-                elif kind == "c":
-                    counters[rest] = int(value)
-            out.append((start, {m: LogHistogram.from_counts(c, totals.get(m, 0.0)) for m, c in hist.items()}, counters))
-        return out
+        return [(start, *_parse(row)) for start, row in zip(starts, pipe.execute(), strict=True)]
+
+
+def _parse(row: dict[str, str]) -> tuple[dict[str, LogHistogram], dict[str, int]]:
+    """One interval's hash: ``h|<metric>|<bucket>`` counts, ``s|<metric>`` sums, ``c|<name>`` counters."""
+    hist: dict[str, dict[int, int]] = {}
+    totals: dict[str, float] = {}
+    counters: dict[str, int] = {}
+    for field, value in row.items():
+        kind, _, rest = field.partition("|")
+        if kind == "h":
+            metric, _, b = rest.rpartition("|")
+            hist.setdefault(metric, {})[int(b)] = int(value)
+        elif kind == "s":
+            totals[rest] = float(value)
+        elif kind == "c":
+            counters[rest] = int(value)
+    return {m: LogHistogram.from_counts(c, totals.get(m, 0.0)) for m, c in hist.items()}, counters
