@@ -230,6 +230,16 @@ class CompensationAction:
     retry_delay: float = 1.0
     note: str = ""
 
+    def retry_policy(self) -> RetryPolicy:
+        """Backoff of a RETRY compensation: exponential from ``retry_delay``, capped at a minute (or at
+        ``retry_delay`` when that is longer); the attempts are bounded by ``max_retries``."""
+        return RetryPolicy(
+            max_attempts=self.max_retries + 1,
+            backoff=BackoffStrategy.EXPONENTIAL,
+            initial_delay=self.retry_delay,
+            max_delay=max(self.retry_delay, 60.0),
+        )
+
     def validate(self, where: str) -> list[str]:
         problems = []
         if self.type in (CompensationType.UNDO, CompensationType.RETRY) and self.action is None:
