@@ -67,7 +67,7 @@ def build_services(settings: ApiSettings) -> Services:
         keystore=KeyStore(engine.r, aredis, keys, settings),
         limiter=RateLimiter(aredis, keys, settings.rate_limit_per_second, settings.rate_limit_burst),
         audit=AuditLog(engine.r, aredis, keys, settings.audit_maxlen),
-        waveless=WavelessProcessingService.for_client(engine, name="api"),
+        waveless=WavelessProcessingService.from_engine(engine.engine, name="api"),
         registry=registry,
         metrics=metrics,
     )

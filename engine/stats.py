@@ -105,8 +105,10 @@ class StatsRecorder:
         if len(self._samples) > self.FOLD_AT:
             self._fold()
 
-    def incr(self, counter: str, n: int = 1) -> None:
-        self._counts.append((counter, n))
+    def incr(self, counter: str, labels: tuple[str, ...] = (), n: int = 1) -> None:
+        """Count ``n`` of ``counter`` (a family of engine.metrics' COUNTERS, or the per-service call
+        outcomes) for these label values."""
+        self._counts.append(("|".join((counter, *labels)) if labels else counter, n))
         if len(self._counts) > self.FOLD_AT:
             self._fold()
 

@@ -94,8 +94,8 @@ def test_recorder_buckets_are_inclusive_upper_bounds_and_labels_must_match() -> 
     stats.observe("step_execution", 0.5, ("wf", "s1"))
     stats.observe("step_execution", 0.5, ("wf",))  # wrong label arity: dropped, never mislabelled
     stats.observe("no_such_histogram", 1.0)
-    stats.incr("steps|wf|s1|completed", 2)
-    stats.incr("service_calls|payment|ok", 3)  # the stats rollups' per-service calls: not a Prometheus counter
+    stats.incr("steps", ("wf", "s1", "completed"), 2)
+    stats.incr("service_calls", ("payment", "ok"), 3)  # the stats rollups' per-service calls: not a Prometheus counter
     stats.drain()
     fields = rec.drain()
     bounds = HISTOGRAMS["state_persistence"].buckets
@@ -117,7 +117,7 @@ def test_flushes_of_several_processes_add_up_and_never_reset(client) -> None:
         stats = StatsRecorder(sink=rec)
         stats.observe("workflow_start", 0.004, ("wf-a",))
         stats.observe("workflow_start", 2.0, ("wf-a",))
-        stats.incr("workflows_started|wf-a", 2)
+        stats.incr("workflows_started", ("wf-a",), 2)
         stats.drain()
         rec.flush(client.r, keys)
     samples = scrape(client)

@@ -115,7 +115,7 @@ class HttpServicePort:
 
     def _count(self, service: str, outcome: str) -> None:
         if self.stats is not None:
-            self.stats.incr(f"{CALLS}|{service}|{outcome}")
+            self.stats.incr(CALLS, (service, outcome))
 
     def _send(self, service: ServiceEndpoint, lease: Lease, operation: str, ctx: StepContext) -> Any:
         url = lease.url + service.path(operation)

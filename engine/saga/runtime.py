@@ -14,22 +14,11 @@ import threading
 import time
 import uuid
 
-from engine.errors import ConsistencyUnavailable, EngineError
-from engine.integration.http_service import HttpServicePort
-from engine.integration.ports import IntegrationPort
-from engine.integration.python_handlers import HandlerResolver, PythonHandlerPort
-from engine.metrics import recorder_for
-from engine.persistence.connection import connect, server_version
-from engine.persistence.definition_repository import DefinitionRepository
-from engine.persistence.dispatch import Dispatch
-from engine.persistence.service_registry import ServiceRegistry
-from engine.persistence.stats_store import StatsStore
-from engine.persistence.workflow_repository import WorkflowRepository
 from engine.saga.executor import StepExecutor
-from engine.saga.queueing import dispatch_queue, enqueue_dispatch
 from engine.saga.service import LeaseBook, SagaCoordinatorService
+from engine.saga.triggers import TriggerService
 from engine.settings import EngineSettings
-from engine.stats import StatsRecorder
+from engine.wiring import Engine
 
 log = logging.getLogger(__name__)
 
@@ -61,36 +50,25 @@ class Runtime:
     def __init__(self, settings: EngineSettings, name: str | None = None):
         self.settings = settings
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
-        self.client = connect(settings)
-        self.rq_client = connect(settings, decode=False)
-        self.repo = WorkflowRepository(self.client, settings)
-        self.definitions = DefinitionRepository(self.client, settings)
-        self.dispatch = Dispatch(self.client, settings)
-        self.resolver = HandlerResolver()
-        self.metrics = recorder_for(settings.metrics_enabled)
-        """Prometheus counters and SLA histograms, added to the shared hash in Redis at each flush."""
-        self.stats = StatsRecorder(sink=self.metrics)
-        self.services = ServiceRegistry(self.client, settings)
-        self.http = HttpServicePort(self.services, stats=self.stats)
-        self.port = IntegrationPort(PythonHandlerPort(self.resolver), self.http)
-        self.stats_store = StatsStore(self.client, settings.key_prefix)
+        self.engine = Engine(settings)
+        self.stores = self.engine.stores
+        self.dispatch = self.stores.dispatch
         self.leases = LeaseBook()
-        self.queue = dispatch_queue(self.rq_client, settings.key_prefix)
         self.stop_event = threading.Event()
         """Background threads stop; set at process shutdown."""
         self.draining = threading.Event()
         """No new work is taken; the step in flight finishes and its saga is handed back."""
         self._threads: list[threading.Thread] = []
         self.service = SagaCoordinatorService(
-            self.repo,
-            self.definitions,
-            self.port,
+            self.stores.workflows,
+            self.stores.definitions,
+            self.engine.port,
             executor=StepExecutor(),
-            stats=self.stats,
+            stats=self.engine.stats,
             leases=self.leases,
             request_dispatch=self.request_dispatch,
-            fsync=make_fsync(self.client),
-            resolve_custom=self.resolver.resolve,
+            fsync=self.stores.durability.fsync(),
+            resolve_custom=self.engine.resolver.resolve,
             stopping=self.draining.is_set,
             lock_retry_seconds=settings.lock_retry_seconds,
             pipeline_depth=settings.pipeline_depth,
@@ -98,7 +76,7 @@ class Runtime:
 
     # ------------------------------------------------------------------ dispatch
     def request_dispatch(self) -> None:
-        enqueue_dispatch(self.queue)
+        self.engine.request_dispatch()
 
     def run_dispatch(self) -> int:
         s = self.settings
@@ -161,18 +139,24 @@ class Runtime:
     def start_background(self) -> None:
         self._spawn(self._heartbeat_loop, "wes-heartbeat")
         self._spawn(self._ticker_loop, "wes-ticker")
-        from engine.saga.triggers import TriggerService
-
-        triggers = TriggerService(self)
+        triggers = TriggerService(
+            self.stores.triggers,
+            self.stores.definitions,
+            self.engine.starter,
+            self.name,
+            self.stop_event,
+        )
         self._spawn(triggers.run, "wes-triggers")
         from engine.saga.health import HealthChecker
 
-        self.health = HealthChecker(self.services, self.name, self.stop_event)
+        self.health = HealthChecker(self.stores.services, self.name, self.stop_event)
         self._spawn(self.health.run, "wes-health")
         if self.settings.waveless_enabled:
             from engine.saga.waveless import WavelessProcessingService
 
-            self.waveless = WavelessProcessingService.for_runtime(self)
+            self.waveless = WavelessProcessingService.from_engine(
+                self.engine, self.name, self.stop_event, self.draining
+            )
             self._spawn(self.waveless.run, "wes-waveless")
 
     def _spawn(self, target, name: str) -> None:
@@ -192,14 +176,8 @@ class Runtime:
         lost = self.dispatch.renew(self.leases.snapshot(), ms() + int(self.settings.lease_seconds * 1000))
         for wid in lost:
             log.debug("lease of %s is gone", wid)
-        self.client.zadd(self.dispatch.keys.workers, {self.name: ms()})
-        self.flush_stats()
-
-    def flush_stats(self) -> None:
-        hist, counters = self.stats.drain()
-        self.stats_store.flush(time.time(), hist, counters)
-        if self.metrics is not None:
-            self.metrics.flush(self.client, self.stats_store.keys)
+        self.stores.workers.beat(self.name, ms())
+        self.engine.flush_stats()
 
     def _ticker_loop(self) -> None:
         while not self.stop_event.wait(self.settings.tick_seconds):
@@ -213,47 +191,7 @@ class Runtime:
         self.draining.set()
         self.stop_event.set()
         try:
-            self.flush_stats()
-            self.client.zrem(self.dispatch.keys.workers, self.name)
+            self.engine.flush_stats()
+            self.stores.workers.leave(self.name)
         except Exception:
             pass
-
-
-def make_fsync(client):
-    """For STRICT sagas: WAITAOF where the server has it (Redis >= 7.2); otherwise the server must
-    fsync every write itself (appendfsync always), which the engine checks before a STRICT start."""
-    try:
-        version = server_version(client)
-    except Exception:
-        return None
-    if version >= (7, 2):
-
-        def fsync() -> None:
-            local, _ = client.execute_command("WAITAOF", 1, 0, 2000)
-            if int(local) < 1:
-                raise ConsistencyUnavailable("WAITAOF: the write was not fsynced locally within 2 s")
-
-        return fsync
-    return None
-
-
-def strict_supported(client) -> str | None:
-    """None if STRICT's durable fsync is available on this server, else why not."""
-    try:
-        version = server_version(client)
-        if version >= (7, 2):
-            aof = client.config_get("appendonly").get("appendonly")
-            return None if aof == "yes" else "STRICT needs AOF on (appendonly yes)"
-        cfg = client.config_get("append*")
-    except EngineError:
-        raise
-    except Exception as exc:
-        return f"cannot check the server's persistence settings ({exc})"
-    if cfg.get("appendonly") == "yes" and cfg.get("appendfsync") == "always":
-        return None
-    pretty = ".".join(str(x) for x in version)
-    return (
-        f"STRICT needs a Redis that fsyncs before each step: Redis >= 7.2 (WAITAOF) or appendonly yes with "
-        f"appendfsync always; this server is {pretty} with appendonly {cfg.get('appendonly')}, "
-        f"appendfsync {cfg.get('appendfsync')} (for the embedded server: wes up --fsync always)"
-    )

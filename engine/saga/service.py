@@ -203,7 +203,7 @@ class SagaCoordinatorService:
             self.request_dispatch()
         self.stats.observe("workflow_start", time.perf_counter() - t0, (definition.name,))
         if result.created:
-            self.stats.incr(f"workflows_started|{definition.name}")
+            self.stats.incr("workflows_started", (definition.name,))
         return result
 
     def _plan(self, definition: WorkflowDefinition) -> list[dict[str, Any]]:
@@ -385,7 +385,13 @@ class SagaCoordinatorService:
                 ev.WorkflowCompleted(ex.inst.workflow_id, now, now, result=_result(ex.inst), metrics=ex.inst.metrics())
             )
             if (yield from self._flush(ex, sched="del", lock="release" if ex.locked else "none")):
-                self.stats.incr(f"workflows_finished|{ex.inst.workflow_type}|completed")
+                self.stats.incr(
+                    "workflows_finished",
+                    (
+                        ex.inst.workflow_type,
+                        "completed",
+                    ),
+                )
                 self.stats.observe("workflow_duration", now - ex.inst.created_at, (ex.inst.workflow_type, "completed"))
                 return True
             return False
@@ -411,7 +417,7 @@ class SagaCoordinatorService:
             started = ex.inst.compensation_started_at or now
             budget = (ex.inst.compensation_deadline or now) - started
             ex.record(ev.CompensationTimeout(ex.inst.workflow_id, now, now - started, budget))
-            self.stats.incr(f"compensation_timeouts|{ex.inst.workflow_type}")
+            self.stats.incr("compensation_timeouts", (ex.inst.workflow_type,))
             return False
         if a is Action.COMPENSATE:
             yield from self.compensate_step(ex, d.steps[0], now, t_decide)
@@ -424,7 +430,13 @@ class SagaCoordinatorService:
             ex.record(ev.WorkflowCompensated(ex.inst.workflow_id, now, reason, attention, failed))
             if (yield from self._flush(ex, sched="del", lock="release" if ex.locked else "none")):
                 wtype = ex.inst.workflow_type
-                self.stats.incr(f"workflows_finished|{wtype}|compensated")
+                self.stats.incr(
+                    "workflows_finished",
+                    (
+                        wtype,
+                        "compensated",
+                    ),
+                )
                 self.stats.observe("workflow_duration", now - ex.inst.created_at, (wtype, "compensated"))
                 if comp_started:
                     self.stats.observe("compensation_duration", now - comp_started, (wtype,))
@@ -512,7 +524,14 @@ class SagaCoordinatorService:
             output = getattr(outcome.value, "output", outcome.value)
             if is_json_value(output):
                 ex.record(ev.StepExecuted(ex.inst.workflow_id, now, sid, se.attempt, outcome.elapsed, output))
-                self.stats.incr(f"steps|{ex.inst.workflow_type}|{sid}|completed")
+                self.stats.incr(
+                    "steps",
+                    (
+                        ex.inst.workflow_type,
+                        sid,
+                        "completed",
+                    ),
+                )
                 return
             outcome = Outcome(
                 False, error=StepError("step output is not JSON-serialisable", retryable=False), elapsed=outcome.elapsed
@@ -541,7 +560,14 @@ class SagaCoordinatorService:
                 outcome.elapsed,
             )
         )
-        self.stats.incr(f"steps|{ex.inst.workflow_type}|{sid}|{'retried' if will_retry else 'failed'}")
+        self.stats.incr(
+            "steps",
+            (
+                ex.inst.workflow_type,
+                sid,
+                "retried" if will_retry else "failed",
+            ),
+        )
 
     def _delay(self, policy: RetryPolicy, retry_number: int) -> float:
         custom = None
@@ -557,7 +583,14 @@ class SagaCoordinatorService:
             if forward and se.idempotent:
                 key = self._idempotency_key(ex, sid, se.attempt)
                 ex.record(ev.StepStarted(ex.inst.workflow_id, now, sid, se.attempt, key, se.input or {}, True))
-                self.stats.incr(f"steps|{ex.inst.workflow_type}|{sid}|recovered")
+                self.stats.incr(
+                    "steps",
+                    (
+                        ex.inst.workflow_type,
+                        sid,
+                        "recovered",
+                    ),
+                )
                 if ex.inst.consistency.persists_before_each_step and not (yield from self._flush(ex)):
                     return
                 self._execute(ex, (sid,))
@@ -590,7 +623,7 @@ class SagaCoordinatorService:
             )
         last = ex.inst.last_executed_step()
         ex.record(ev.WorkflowTimeout(ex.inst.workflow_id, now, last, now - ex.inst.created_at))
-        self.stats.incr(f"workflows_timed_out|{ex.inst.workflow_type}")
+        self.stats.incr("workflows_timed_out", (ex.inst.workflow_type,))
         self._begin_compensation(ex, now, "timeout")
 
     # ------------------------------------------------------------------ backward
@@ -602,7 +635,7 @@ class SagaCoordinatorService:
                 ex.inst.workflow_id, now, reason, list(reversed(stack)), now + compensation_budget(forward_time)
             )
         )
-        self.stats.incr(f"compensations_started|{ex.inst.workflow_type}")
+        self.stats.incr("compensations_started", (ex.inst.workflow_type,))
 
     def compensate_step(
         self, ex: SagaExecution, sid: str, now: float, t_decide: float
@@ -618,11 +651,23 @@ class SagaCoordinatorService:
                 ex.record(ev.StepCompensated(wid, now, sid, se.comp_attempt + 1, "operator", 0.0))
             else:
                 ex.record(ev.CompensationParked(wid, now, sid, comp.note))
-                self.stats.incr(f"compensations|{ex.inst.workflow_type}|parked")
+                self.stats.incr(
+                    "compensations",
+                    (
+                        ex.inst.workflow_type,
+                        "parked",
+                    ),
+                )
             return
         if comp.type is CompensationType.MANUAL and not se.comp_operator_retry:
             ex.record(ev.CompensationParked(wid, now, sid, comp.note))
-            self.stats.incr(f"compensations|{ex.inst.workflow_type}|parked")
+            self.stats.incr(
+                "compensations",
+                (
+                    ex.inst.workflow_type,
+                    "parked",
+                ),
+            )
             return
         use_alternative = comp.type is CompensationType.ALTERNATIVE and (
             comp.action is None or (se.comp_via == "action" and se.comp_error is not None)
@@ -650,7 +695,13 @@ class SagaCoordinatorService:
         self.stats.observe("compensation_execution", outcome.elapsed, (ex.inst.workflow_type, sid))
         if outcome.ok:
             ex.record(ev.StepCompensated(wid, now, sid, attempt, via, outcome.elapsed))
-            self.stats.incr(f"compensations|{ex.inst.workflow_type}|compensated")
+            self.stats.incr(
+                "compensations",
+                (
+                    ex.inst.workflow_type,
+                    "compensated",
+                ),
+            )
             return
         error_type, _, _ = _classify(outcome.error)
         will_retry, next_at = False, None
@@ -669,7 +720,13 @@ class SagaCoordinatorService:
         ex.record(
             ev.CompensationFailed(wid, now, sid, attempt, _message(outcome.error), error_type, will_retry, next_at)
         )
-        self.stats.incr(f"compensations|{ex.inst.workflow_type}|{'retried' if will_retry else 'failed'}")
+        self.stats.incr(
+            "compensations",
+            (
+                ex.inst.workflow_type,
+                "retried" if will_retry else "failed",
+            ),
+        )
 
     # ------------------------------------------------------------------ persistence
     def _acquire_locks(self, ex: SagaExecution, now: float) -> Generator[CommitRequest, Any, bool]:

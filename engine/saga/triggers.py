@@ -10,20 +10,21 @@ instance starts per fire however many workers look.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
-import redis
 from croniter import croniter
 
 from engine.domain.definition import WorkflowDefinition
 from engine.domain.status import TriggerKind
 from engine.errors import EngineError
-
-if TYPE_CHECKING:
-    from engine.saga.runtime import Runtime
+from engine.persistence.definition_repository import DefinitionRepository
+from engine.persistence.errors import StoreError
+from engine.persistence.trigger_store import TriggerStore
+from engine.saga.starting import WorkflowStarter
 
 log = logging.getLogger(__name__)
 
@@ -47,32 +48,41 @@ def entry_input(fields: dict[str, str]) -> dict[str, Any]:
 
 
 class TriggerService:
-    def __init__(self, runtime: Runtime):
-        self.rt = runtime
-        self.group = f"{runtime.settings.key_prefix}-triggers"
+    def __init__(
+        self,
+        store: TriggerStore,
+        definitions: DefinitionRepository,
+        starter: WorkflowStarter,
+        consumer: str,
+        stop: threading.Event,
+    ):
+        self.store = store
+        self.definitions = definitions
+        self.starter = starter
+        self.consumer = consumer
+        self.stop = stop
         self._definitions: list[WorkflowDefinition] = []
         self._refreshed = 0.0
-        self._groups: set[str] = set()
 
     def run(self) -> None:
-        while not self.rt.stop_event.is_set():
+        while not self.stop.is_set():
             try:
                 self.refresh()
                 fired = self.fire_schedules(time.time())
                 consumed = self.consume_events()
                 if not consumed and not fired and not self.event_streams():
-                    self.rt.stop_event.wait(0.5)
-            except redis.RedisError:
+                    self.stop.wait(0.5)
+            except StoreError:
                 log.exception("trigger loop: Redis error")
-                self.rt.stop_event.wait(1.0)
+                self.stop.wait(1.0)
             except Exception:
                 log.exception("trigger loop failed")
-                self.rt.stop_event.wait(1.0)
+                self.stop.wait(1.0)
 
     def refresh(self, force: bool = False) -> None:
         if force or time.monotonic() - self._refreshed > REFRESH_S:
             self._definitions = [
-                d for d in self.rt.definitions.find_active_definitions() if d.trigger.kind is not TriggerKind.MANUAL
+                d for d in self.definitions.find_active_definitions() if d.trigger.kind is not TriggerKind.MANUAL
             ]
             self._refreshed = time.monotonic()
 
@@ -87,43 +97,35 @@ class TriggerService:
         streams = self.event_streams()
         if not streams:
             return 0
-        r = self.rt.client
         for stream in streams:
-            if stream not in self._groups:
-                try:
-                    r.xgroup_create(stream, self.group, id="0", mkstream=True)
-                except redis.ResponseError as exc:
-                    if "BUSYGROUP" not in str(exc):
-                        raise
-                self._groups.add(stream)
+            self.store.ensure_group(stream)
         handled = 0
-        for stream, definition in streams.items():
-            # Redis 7 replies (next id, entries, deleted ids); Redis 6.2 (the embedded server) has no deleted ids.
-            reply = r.xautoclaim(stream, self.group, self.rt.name, CLAIM_IDLE_MS, "0-0", count=50)
-            for entry_id, fields in reply[1] or []:
-                handled += self._start_from_entry(stream, definition, entry_id, fields)
-        rows = r.xreadgroup(self.group, self.rt.name, {s: ">" for s in streams}, count=100, block=BLOCK_MS)
-        for stream, entries in rows or []:
-            for entry_id, fields in entries:
-                handled += self._start_from_entry(stream, streams[stream], entry_id, fields)
+        for stream in streams:
+            for entry in self.store.claim_stale(stream, self.consumer, CLAIM_IDLE_MS):
+                handled += self._start_from_entry(streams[stream], *entry)
+        for entry in self.store.read_new(streams, self.consumer, count=100, block_ms=BLOCK_MS):
+            handled += self._start_from_entry(streams[entry[0]], *entry)
         return handled
 
-    def _start_from_entry(self, stream: str, definition: WorkflowDefinition, entry_id: str, fields: dict) -> int:
+    def _start_from_entry(
+        self, definition: WorkflowDefinition, stream: str, entry_id: str, fields: dict[str, str] | None
+    ) -> int:
         if fields is None:  # entry deleted meanwhile
-            self.rt.client.xack(stream, self.group, entry_id)
+            self.store.ack(stream, entry_id)
             return 0
         try:
-            self.rt.service.start_saga(
+            self.starter.start(
                 definition,
                 entry_input(fields),
                 correlation_id=fields.get("correlation_id"),
                 idempotency_key=f"trigger:{stream}:{entry_id}",
-                security={"principal": f"trigger:event:{stream}"},
+                principal=f"trigger:event:{stream}",
             )
         except EngineError as exc:
-            # Bad input is not retried forever: acknowledged and logged with the reason.
+            # Bad input (or a STRICT saga on a server that cannot fsync) is not retried forever:
+            # acknowledged and logged with the reason.
             log.warning("event %s on %s did not start %s: %s", entry_id, stream, definition.name, exc)
-        self.rt.client.xack(stream, self.group, entry_id)
+        self.store.ack(stream, entry_id)
         return 1
 
     def fire_schedules(self, now: float) -> int:
@@ -131,23 +133,24 @@ class TriggerService:
         for d in self._definitions:
             if d.trigger.kind is not TriggerKind.SCHEDULE or not d.trigger.cron:
                 continue
-            key = self.rt.dispatch.keys.cron_last(d.definition_id)
-            r = self.rt.client
-            last_raw = r.get(key)
-            if last_raw is None:
-                # First sight: schedule from now on, no backfill of fires before the definition existed.
-                r.set(key, now, nx=True)
+            last = self.store.last_fire(d.definition_id)
+            if last is None:
+                self.store.first_sight(d.definition_id, now)
                 continue
-            nxt = croniter(d.trigger.cron, datetime.fromtimestamp(float(last_raw), UTC)).get_next(float)
+            nxt = croniter(d.trigger.cron, datetime.fromtimestamp(last, UTC)).get_next(float)
             if nxt > now:
                 continue
-            self.rt.service.start_saga(
-                d,
-                dict(d.trigger.input),
-                correlation_id=f"cron:{d.name}:{int(nxt)}",
-                idempotency_key=f"cron:{d.definition_id}:{int(nxt)}",
-                security={"principal": "trigger:schedule"},
-            )
-            r.set(key, nxt)
+            try:
+                self.starter.start(
+                    d,
+                    dict(d.trigger.input),
+                    correlation_id=f"cron:{d.name}:{int(nxt)}",
+                    idempotency_key=f"cron:{d.definition_id}:{int(nxt)}",
+                    principal="trigger:schedule",
+                )
+            except EngineError as exc:
+                # As for an event: this fire is skipped with the reason, the schedule goes on.
+                log.warning("schedule of %s at %s did not start it: %s", d.name, int(nxt), exc)
+            self.store.fired(d.definition_id, nxt)
             fired += 1
         return fired

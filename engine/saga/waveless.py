@@ -63,12 +63,11 @@ from engine.persistence.waveless_store import STATE_FIELDS, IntakeEntry, Waveles
 from engine.stats import LogHistogram
 
 if TYPE_CHECKING:
-    from engine.client import EngineClient
     from engine.persistence.definition_repository import DefinitionRepository
     from engine.persistence.workflow_repository import WorkflowRepository
-    from engine.saga.runtime import Runtime
-    from engine.saga.service import SagaCoordinatorService
+    from engine.saga.starting import WorkflowStarter
     from engine.settings import EngineSettings
+    from engine.wiring import Engine
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +163,7 @@ class WavelessProcessingService:
         settings: EngineSettings,
         repo: WorkflowRepository,
         definitions: DefinitionRepository,
-        starter: SagaCoordinatorService,
+        starter: WorkflowStarter,
         services: ServiceRegistry,
         stats_store: StatsStore,
         name: str,
@@ -215,31 +214,26 @@ class WavelessProcessingService:
         self._retry_at = 0.0
 
     @classmethod
-    def for_runtime(cls, rt: Runtime) -> WavelessProcessingService:
+    def from_engine(
+        cls,
+        engine: Engine,
+        name: str | None = None,
+        stop: threading.Event | None = None,
+        draining: threading.Event | None = None,
+    ) -> WavelessProcessingService:
+        """The controller of a worker (``stop``/``draining`` its events) or an operator's view of it."""
+        stores = engine.stores
         return cls(
-            r=rt.client,
-            settings=rt.settings,
-            repo=rt.repo,
-            definitions=rt.definitions,
-            starter=rt.service,
-            services=rt.services,
-            stats_store=rt.stats_store,
-            name=rt.name,
-            stop=rt.stop_event,
-            draining=rt.draining,
-        )
-
-    @classmethod
-    def for_client(cls, client: EngineClient, name: str | None = None) -> WavelessProcessingService:
-        return cls(
-            r=client.r,
-            settings=client.settings,
-            repo=client.repo,
-            definitions=client.definitions,
-            starter=client.service,
-            services=client.services,
-            stats_store=client.stats_store,
+            r=stores.client,
+            settings=engine.settings,
+            repo=stores.workflows,
+            definitions=stores.definitions,
+            starter=engine.starter,
+            services=stores.services,
+            stats_store=stores.stats,
             name=name or f"client:{os.getpid()}:{uuid.uuid4().hex[:6]}",
+            stop=stop,
+            draining=draining,
         )
 
     # ================================================================== operators
@@ -532,13 +526,13 @@ class WavelessProcessingService:
                     started.append(e.entry_id)  # deleted meanwhile: nothing to start
                     continue
                 try:
-                    self.starter.start_saga(
+                    self.starter.start(
                         definition,
                         e.order,
                         correlation_id=e.order_id,
                         idempotency_key=f"order:{e.order_id}",
                         headers={ARRIVED_HEADER: repr(e.arrived_at)},
-                        security={"principal": "waveless"},
+                        principal="waveless",
                     )
                 except InputValidationError as exc:
                     rejected.append((e, str(exc)))

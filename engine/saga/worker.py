@@ -78,8 +78,8 @@ def run_worker_process(settings: EngineSettings, burst: bool = False, log_level:
     gc.freeze()
     gc.set_threshold(20_000, 20, 20)
     worker = WesWorker(
-        [runtime.queue],
-        connection=runtime.rq_client,
+        [runtime.stores.dispatch_queue.queue],
+        connection=runtime.stores.dispatch_queue.connection,
         name=runtime.name.replace(":", "-"),
         serializer="json",
         runtime=runtime,

@@ -59,7 +59,12 @@ def test_schedule_trigger_starts_one_instance_per_fire(client, settings):
     assert client.get_definition(name).trigger.cron == "* * * * *"
 
     runtime = Runtime(settings)
-    service = TriggerService(runtime)
+
+    def trigger_service() -> TriggerService:
+        e = runtime.engine
+        return TriggerService(e.stores.triggers, e.stores.definitions, e.starter, runtime.name, runtime.stop_event)
+
+    service = trigger_service()
     service.refresh(force=True)
     # A time 30 s past a minute boundary; the last fire handled 61 s before it: exactly one is due.
     now = math.floor((time.time() - 30) / 60) * 60 + 30.0
@@ -70,7 +75,7 @@ def test_schedule_trigger_starts_one_instance_per_fire(client, settings):
     assert service.fire_schedules(now) == 0, "the same fire fired twice"
     # A second worker that read the last fire before the first one advanced it starts nothing new.
     client.r.set(key, now - 61)
-    other = TriggerService(runtime)
+    other = trigger_service()
     other.refresh(force=True)
     other.fire_schedules(now)
 

@@ -47,7 +47,7 @@ def settings(redis_url):
 
 @pytest.fixture
 def wl(client: EngineClient) -> WavelessProcessingService:
-    return WavelessProcessingService.for_client(client)
+    return WavelessProcessingService.from_engine(client.engine)
 
 
 def define(client: EngineClient) -> None:

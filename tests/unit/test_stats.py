@@ -112,8 +112,8 @@ def test_recorder_drain_hands_over_and_resets() -> None:
     rec = StatsRecorder()
     rec.observe("step_execution", 0.01)
     rec.observe("step_execution", 0.02)
-    rec.incr("steps|x|completed")
-    rec.incr("steps|x|completed", 2)
+    rec.incr("steps", ("x", "completed"))
+    rec.incr("steps", ("x", "completed"), 2)
     hist, counters = rec.drain()
     assert hist["step_execution"].count == 2
     assert counters == {"steps|x|completed": 3}
