@@ -35,7 +35,7 @@ from engine.client import EngineClient
 from engine.domain import events as ev
 from engine.domain.instance import WorkflowInstance
 from engine.domain.status import WorkflowStatus
-from engine.embedded import EmbeddedRedis, free_port
+from engine.persistence.embedded import EmbeddedRedis, free_port
 from engine.persistence.workflow_repository import CommitRequest
 from engine.settings import EngineSettings
 

@@ -1,6 +1,6 @@
 """``wes bench``: throughput and latency of the engine, and of the naive design it replaces, on one server.
 
-One run starts its own Redis (an :class:`~engine.embedded.EmbeddedRedis` in a temp home, AOF everysec)
+One run starts its own Redis (an :class:`~engine.persistence.embedded.EmbeddedRedis` in a temp home, AOF everysec)
 or uses ``redis_url`` under a unique key prefix, runs ``workflows`` sagas of ``steps`` no-op steps on
 ``workers`` worker processes, and then, on the same server, the naive design: one plain RQ job per step,
 each enqueuing the next, on default (forking) ``rq worker`` processes. Everything it starts is torn down
@@ -31,8 +31,8 @@ from typing import Any
 import redis
 
 from engine.client import EngineClient
-from engine.embedded import EmbeddedRedis, free_port
 from engine.persistence.connection import server_version
+from engine.persistence.embedded import EmbeddedRedis, free_port
 from engine.saga.worker import WorkerPool
 from engine.settings import EngineSettings
 

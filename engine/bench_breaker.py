@@ -17,9 +17,9 @@ from typing import Any
 import httpx
 
 from engine.domain.policies import ActionRef
-from engine.embedded import EmbeddedRedis, free_port
 from engine.integration.http_service import HttpServicePort
 from engine.persistence.connection import connect
+from engine.persistence.embedded import EmbeddedRedis, free_port
 from engine.persistence.service_registry import Lease, ServiceRegistry
 from engine.ports import StepContext
 from engine.settings import EngineSettings

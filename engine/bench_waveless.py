@@ -48,7 +48,7 @@ import httpx
 from engine.bench import _alive, _delete_keys, _wait_for
 from engine.client import EngineClient
 from engine.domain.waveless import Mode, OrderPattern, Pattern, ProcessingStrategy, percentile
-from engine.embedded import EmbeddedRedis, free_port
+from engine.persistence.embedded import EmbeddedRedis, free_port
 from engine.saga.waveless import (
     ARRIVED_HEADER,
     IN_FLIGHT,

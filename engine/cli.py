@@ -32,8 +32,8 @@ from pydantic import ValidationError
 from engine.client import EngineClient, load_definitions
 from engine.domain.definition import WorkflowDefinition
 from engine.domain.status import ConsistencyLevel, WorkflowStatus, is_terminal
-from engine.embedded import EmbeddedRedis
 from engine.errors import DefinitionError, EngineError, InputValidationError
+from engine.persistence.embedded import EmbeddedRedis
 from engine.saga.worker import WorkerPool
 from engine.settings import EngineSettings, default_home
 

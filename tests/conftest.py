@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from engine.client import EngineClient
-from engine.embedded import EmbeddedRedis, free_port
+from engine.persistence.embedded import EmbeddedRedis, free_port
 from engine.saga.worker import WorkerPool
 from engine.settings import EngineSettings
 

@@ -25,7 +25,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from engine.client import EngineClient
-from engine.embedded import free_port
+from engine.persistence.embedded import free_port
 from engine.saga.worker import settings_env
 from engine.settings import EngineSettings
 from sim.launcher import SimCluster

@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from engine.client import EngineClient
-from engine.embedded import EmbeddedRedis, free_port
+from engine.persistence.embedded import EmbeddedRedis, free_port
 from engine.saga.worker import WorkerPool
 from engine.settings import EngineSettings
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from engine.embedded import DISCOVERY_FILE, EmbeddedRedis, ServerInfo, free_port, read_discovery
 from engine.errors import ConfigurationError
+from engine.persistence.embedded import DISCOVERY_FILE, EmbeddedRedis, ServerInfo, free_port, read_discovery
 
 
 def client(info: ServerInfo) -> redis.Redis:

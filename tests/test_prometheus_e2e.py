@@ -17,7 +17,7 @@ import httpx
 import pytest
 import yaml
 
-from engine.embedded import free_port
+from engine.persistence.embedded import free_port
 from sim.launcher import set_chaos
 from tests.integration.support import wait_ready
 from tests.metrics_support import (

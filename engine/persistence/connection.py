@@ -18,7 +18,7 @@ from engine.settings import EngineSettings
 def resolve_url(settings: EngineSettings) -> str:
     if settings.redis_url:
         return settings.redis_url
-    from engine.embedded import read_discovery
+    from engine.persistence.embedded import read_discovery
 
     info = read_discovery(settings.home)
     if info is None:

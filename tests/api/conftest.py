@@ -19,7 +19,7 @@ import pytest
 
 from api.component import ApiComponent
 from engine.client import EngineClient
-from engine.embedded import free_port
+from engine.persistence.embedded import free_port
 from engine.saga.worker import WorkerPool
 from engine.settings import EngineSettings
 from tests.conftest import fast_settings

@@ -7,7 +7,7 @@ import httpx
 import pytest
 
 from dashboard.api_client import ApiClient, ApiError, error_from
-from engine.embedded import free_port
+from engine.persistence.embedded import free_port
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from dashboard.component import DashboardComponent
-from engine.embedded import free_port
+from engine.persistence.embedded import free_port
 from tests.dashboard.conftest import start, status_of, wait_for
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")

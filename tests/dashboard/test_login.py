@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.embedded import free_port
+from engine.persistence.embedded import free_port
 from tests.dashboard.conftest import control_keys, open_page, texts
 
 pytestmark = pytest.mark.timeout(60)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import pytest
 
 from engine.client import EngineClient
-from engine.embedded import EmbeddedRedis, free_port
+from engine.persistence.embedded import EmbeddedRedis, free_port
 from engine.saga.worker import WorkerPool
 from tests.conftest import fast_settings
 
