@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from engine.domain.definition import StepDefinition, WorkflowDefinition, find_cycle, parse_definition
+from engine.domain.definition import StepDefinition, WorkflowDefinition, parse_definition
+from engine.domain.definition_rules import find_cycle
 from engine.domain.policies import DEFAULT_STEP_TIMEOUT, DEFAULT_WORKFLOW_TIMEOUT, ActionRef, parse_duration
 from engine.domain.status import BackoffStrategy, CompensationType, ConsistencyLevel, TriggerKind
 from engine.errors import DefinitionError
