@@ -46,9 +46,8 @@ class HealthChecker:
             if not force and now < self._next.get(endpoint.name, 0.0):
                 continue
             self._next[endpoint.name] = now + endpoint.health.interval
-            lock = self.registry.keys.health_lock(endpoint.name)
             ttl_ms = max(int(endpoint.health.interval * 900), 100)
-            if not force and not self.registry.r.set(lock, self.owner, nx=True, px=ttl_ms):
+            if not force and not self.registry.claim_health_round(endpoint.name, self.owner, ttl_ms):
                 continue
             self.check(endpoint)
             self.registry.rebalance_load(endpoint)
