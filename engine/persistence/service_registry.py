@@ -201,6 +201,10 @@ class ServiceRegistry:
             for i, n in zip(endpoint.instances, counts, strict=True)
         ]
 
+    def claim_health_round(self, name: str, owner: str, ttl_ms: int) -> bool:
+        """One worker checks a service per round: True if ``owner`` won this round's lock."""
+        return bool(self.r.set(self.keys.health_lock(name), owner, nx=True, px=ttl_ms))
+
     def rebalance_load(self, endpoint: ServiceEndpoint) -> tuple[str, str] | None:
         """Past the spread threshold, move sticky sessions off the busiest instance (seed: rebalanceLoad)."""
         move = rebalance_moves(self.loads(endpoint), endpoint.rebalance_threshold)
