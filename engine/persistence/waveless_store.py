@@ -21,14 +21,16 @@ delivered to a releaser stays pending until acknowledged, so an order a dead rel
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 import redis
 
+from engine.domain.status import WorkflowStatus
 from engine.persistence import scripts
 from engine.persistence.keys import Keys
 from engine.settings import EngineSettings
@@ -83,6 +85,9 @@ DECISION_FIELDS = (
 """Fields a decision entry may carry; ``kind``: grow | shrink | hold | pinned | fixed | wave | mode | pin |
 unpin | leader | rejected | error."""
 
+IN_FLIGHT = (WorkflowStatus.CREATED, WorkflowStatus.RUNNING, WorkflowStatus.COMPENSATING)
+"""The sagas the release counts as in flight (all definitions)."""
+
 
 @dataclass(frozen=True)
 class IntakeEntry:
@@ -91,6 +96,19 @@ class IntakeEntry:
     order: dict[str, Any] | None
     """None: the entry was deleted while pending (acknowledge it, nothing to start)."""
     arrived_at: float
+
+
+@dataclass(frozen=True)
+class FlowCounts:
+    """What the release reads of the engine's load, taken in one round trip."""
+
+    queue_depth: int
+    in_flight: int
+    """Sagas CREATED, RUNNING or COMPENSATING (all definitions)."""
+    live_workers: int
+    """Workers with a heartbeat at or after the time asked for (0 when none)."""
+    state: dict[str, str | None] = field(default_factory=dict)
+    """The ``waveless_state`` fields asked for, raw (None when not set)."""
 
 
 def _entry(entry_id: str, fields: Mapping[str, str] | None) -> IntakeEntry:
@@ -131,6 +149,22 @@ class WavelessStore:
 
     def intake_length(self) -> int:
         return int(self.r.xlen(self.keys.orders_intake))
+
+    def flow_counts(self, alive_since_ms: int, state_fields: Sequence[str] = ()) -> FlowCounts:
+        """The queue depth, the sagas in flight, the workers with a heartbeat since ``alive_since_ms`` and
+        the ``state_fields`` of the state hash, in one round trip."""
+        k = self.keys
+        pipe = self.r.pipeline(transaction=False)
+        pipe.get(k.orders_depth)
+        for st in IN_FLIGHT:
+            pipe.zcard(k.by_status(st.value))
+        pipe.zcount(k.workers, alive_since_ms, "+inf")
+        if state_fields:
+            pipe.hmget(k.waveless_state, list(state_fields))
+        replies = pipe.execute()
+        depth, counts, workers = replies[0], replies[1 : 1 + len(IN_FLIGHT)], replies[1 + len(IN_FLIGHT)]
+        state = dict(zip(state_fields, replies[-1], strict=True)) if state_fields else {}
+        return FlowCounts(int(depth or 0), sum(int(c) for c in counts), int(workers), state)
 
     # ------------------------------------------------------------------ release
     def ensure_group(self) -> None:
@@ -277,3 +311,28 @@ def _str(value: Any) -> str:
     if isinstance(value, list | tuple):
         return ",".join(str(v) for v in value)
     return str(value)
+
+
+def decode(value: str | None) -> Any:
+    """A state or decision field as written (ints and finite floats typed; '' and missing: None)."""
+    if value is None or value == "":
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        pass
+    try:
+        f = float(value)
+    except ValueError:
+        return value
+    return f if math.isfinite(f) else value
+
+
+def decode_int(value: str | None) -> int | None:
+    v = decode(value)
+    return int(v) if isinstance(v, int | float) else None
+
+
+def decode_float(value: str | None) -> float | None:
+    v = decode(value)
+    return float(v) if isinstance(v, int | float) else None
