@@ -49,15 +49,11 @@ from engine.bench import _alive, _delete_keys, _wait_for
 from engine.client import EngineClient
 from engine.domain.waveless import Mode, OrderPattern, Pattern, ProcessingStrategy, percentile
 from engine.persistence.embedded import EmbeddedRedis, free_port
-from engine.saga.waveless import (
-    ARRIVED_HEADER,
-    IN_FLIGHT,
-    WORKER_ALIVE_S,
-    WavelessProcessingService,
-    generate_orders,
-)
+from engine.saga.waveless import WavelessProcessingService
+from engine.saga.waveless_controller import ARRIVED_HEADER
 from engine.saga.worker import WorkerPool
 from engine.settings import EngineSettings
+from sim.orders import generate_orders
 
 DEFINITION = "order-fulfillment-http"
 DEFINITION_FILE = Path(__file__).resolve().parent.parent / "examples" / "services" / "order_fulfillment_http.yaml"
@@ -209,7 +205,7 @@ def _run_mode(
     try:
         client.services.apply(cluster.services_config())
         client.apply_file(DEFINITION_FILE)
-        service = WavelessProcessingService.for_client(client, name=f"bench-{mode.value}")
+        service = WavelessProcessingService.from_engine(client.engine, name=f"bench-{mode.value}")
         log = tmp / f"{mode.value}-workers.log"
         pool = WorkerPool(settings, concurrency=workers, log_level="WARNING", grace_seconds=20.0, log_file=str(log))
         pool.start()
@@ -307,25 +303,17 @@ def _sample(service: WavelessProcessingService, out: dict[str, Any], stop: threa
     """Every 50 ms, in one round trip: the queue depth, the sagas in flight, the live workers and what the
     controller last published (its service utilization, batch size and limit). Cheap on purpose: the
     sampler runs on the machine it measures."""
-    store = service.store
-    k = store.keys
-    capacity_per_worker = service.worker_slots
+    meter = service.meter
     fields = ("service_utilization", "batch_size", "limit")
     while not stop.wait(DEPTH_SAMPLE_S):
         try:
-            pipe = service.r.pipeline(transaction=False)
-            pipe.get(k.orders_depth)
-            for st in IN_FLIGHT:
-                pipe.zcard(k.by_status(st.value))
-            pipe.zcount(k.workers, int((time.time() - WORKER_ALIVE_S) * 1000), "+inf")
-            pipe.hmget(k.waveless_state, fields)
-            depth, *counts, workers, (service_util, batch, limit) = pipe.execute()
+            counts = meter.counts(time.time(), fields)
         except Exception:  # a sample lost is no reason to fail the bench
             continue
-        in_flight = sum(int(c) for c in counts)
-        worker_util = in_flight / (max(1, int(workers)) * capacity_per_worker)
-        out["depth"] = max(out["depth"], int(depth or 0))
-        out["in_flight"] = max(out["in_flight"], in_flight)
+        service_util, batch, limit = (counts.state[f] for f in fields)
+        worker_util = counts.in_flight / (max(1, counts.live_workers) * meter.worker_slots)
+        out["depth"] = max(out["depth"], counts.queue_depth)
+        out["in_flight"] = max(out["in_flight"], counts.in_flight)
         out["utilization"] = max(out["utilization"], worker_util, float(service_util or 0.0))
         if batch:
             out["batch"].append(int(batch))

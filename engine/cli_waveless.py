@@ -29,7 +29,8 @@ from engine.cli import (
 )
 from engine.client import EngineClient
 from engine.domain.waveless import Mode, OrderPattern, Pattern, ProcessingStrategy
-from engine.saga.waveless import WavelessProcessingService, generate_orders
+from engine.saga.waveless import WavelessProcessingService
+from sim.orders import generate_orders
 
 PATTERNS = [p.value for p in Pattern]
 MODES = [m.value for m in Mode]
@@ -90,7 +91,7 @@ def orders_generate(
     shape = _checked(OrderPattern, Pattern(pattern), rate, duration, peak_rate)
     template = parse_input(input_json, None) or {}
     service = service_of(app)
-    service.definition(fresh=True).prepare_input({**template, "order_id": "o-check"})  # refuse a bad template now
+    service.definition().prepare_input({**template, "order_id": "o-check"})  # refuse a bad template now
     stop = threading.Event()
     previous = signal.signal(signal.SIGINT, lambda *_: stop.set())  # Ctrl-C: stop and print what was sent
     try:

@@ -15,7 +15,8 @@ from click.testing import CliRunner
 from engine.cli import cli
 from engine.client import EngineClient
 from engine.domain.waveless import ProcessingStrategy
-from engine.saga.waveless import ARRIVED_HEADER, WavelessProcessingService, new_order_id
+from engine.saga.waveless import WavelessProcessingService, new_order_id
+from engine.saga.waveless_controller import ARRIVED_HEADER
 from tests.conftest import fast_settings
 from tests.integration.support import wait_for, wait_ready
 
@@ -246,15 +247,15 @@ def test_the_controller_measures_in_flight_sagas_and_open_breakers(client, wl) -
     for i in range(3):
         client.start(DEF, {"order_id": f"o-{i}"})  # no worker runs: they stay CREATED, in flight
     wl.submit([{} for _ in range(4)])
-    calm = wl.measure()
+    calm = wl.controller.measure()
     assert (calm.queue_depth, calm.in_flight, calm.open_breakers) == (4, 3, ())
     assert calm.worker_utilization == pytest.approx(3 / settings_slots(client))
 
     client.services.force("payment", "OPEN", by="test")
-    tripped = wl.measure()
+    tripped = wl.controller.measure()
     assert tripped.open_breakers == ("payment",)
-    batch_before = wl._control.batch_size
-    decided = wl.adjust_processing_rate(tripped)
+    batch_before = wl.controller.control.batch_size
+    decided = wl.controller.adjust_processing_rate(tripped)
     assert decided.kind == "shrink" and decided.batch_size == max(1, int(batch_before * 0.5))
     state = wl.status()
     assert state["breakers_open"] == "payment"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from engine.domain.definition import parse_definition
 from engine.domain.waveless import (
     ControlParams,
     ControlState,
@@ -21,6 +22,9 @@ from engine.domain.waveless import (
     release_quota,
     wave_due,
 )
+from engine.persistence.waveless_store import decode, decode_float, decode_int
+from engine.saga.waveless_measurement import services_called
+from sim.orders import generate_orders
 
 P = ControlParams(min_batch=1, max_batch=40, max_rate=150.0, latency_sla_s=0.5, increase=2, decrease=0.7,
                   breaker_decrease=0.5, release_interval_s=0.1)  # fmt: skip
@@ -237,6 +241,71 @@ def test_patterns_refuse_bad_values() -> None:
         OrderPattern(Pattern.STEADY, 0.0, 10.0)
     with pytest.raises(ValueError, match="duration"):
         OrderPattern(Pattern.STEADY, 1.0, 0.0)
+
+
+# ---------------------------------------------------------------------------------------------- the generator
+class Intake:
+    """Takes orders the way the waveless intake does: an order without ``order_id`` gets one."""
+
+    def __init__(self) -> None:
+        self.calls: list[list[dict]] = []
+
+    def submit(self, orders):
+        batch = [{**o, "order_id": o.get("order_id") or f"o-{len(self.calls)}-{i}"} for i, o in enumerate(orders)]
+        self.calls.append(batch)
+        return [{"order_id": o["order_id"], "entry_id": f"{len(self.calls)}-{i}"} for i, o in enumerate(batch)]
+
+
+class FakeTime:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def test_the_generator_submits_the_pattern_s_orders_with_fresh_ids() -> None:
+    intake, t = Intake(), FakeTime()
+    seen: list[str] = []
+    out = generate_orders(intake, OrderPattern(Pattern.STEADY, 10.0, 2.0), template={"sku": "A", "order_id": "x"},
+                          clock=t.clock, sleep=t.sleep, on_submit=lambda acc: seen.extend(a["order_id"] for a in acc))  # fmt: skip
+    orders = [o for call in intake.calls for o in call]
+    assert out["submitted"] == len(orders) == len(seen) == 20
+    assert all(o["sku"] == "A" for o in orders)
+    assert "x" not in seen and len(set(seen)) == 20, "the template's order id is never reused"
+    assert out["elapsed_s"] == pytest.approx(2.0, abs=0.01) and out["peak_rate"] is None
+
+
+def test_the_generator_submits_orders_due_together_in_one_call_and_repeats_until_stopped() -> None:
+    intake, t = Intake(), FakeTime()
+
+    def late_sleep(seconds: float) -> None:
+        t.now += 1.0  # the generator falls a second behind at every wait
+
+    out = generate_orders(intake, OrderPattern(Pattern.STEADY, 10.0, 1.0), repeat=True, clock=t.clock,
+                          sleep=late_sleep, stop=lambda: t.now >= 3.5)  # fmt: skip
+    assert [len(c) for c in intake.calls][:2] == [10, 10], "a second's orders at once"
+    assert out["submitted"] == sum(len(c) for c in intake.calls) >= 30, "the pattern again after it ended"
+
+
+# ---------------------------------------------------------------------------------------------- plumbing
+def test_the_services_a_saga_calls_include_its_compensations_once_each() -> None:
+    definition = parse_definition({"name": "s", "steps": [
+        {"id": "a", "action": {"service": "inventory", "operation": "reserve"},
+         "compensation": {"type": "UNDO", "action": {"service": "inventory", "operation": "release"}}},
+        {"id": "b", "action": {"service": "payment", "operation": "charge"},
+         "compensation": {"type": "UNDO", "action": {"service": "refunds", "operation": "refund"}}},
+        {"id": "c", "action": "tests.handlers:step", "compensation": {"type": "UNDO", "action": "tests.handlers:undo"}},
+    ]})  # fmt: skip
+    assert services_called(definition) == ("inventory", "payment", "refunds")
+
+
+def test_state_fields_decode_to_what_was_written() -> None:
+    assert [decode(v) for v in ("", None, "7", "0.25", "inf", "fixed")] == [None, None, 7, 0.25, "inf", "fixed"]
+    assert (decode_int("2.0"), decode_int("x"), decode_float("3"), decode_float("")) == (2, None, 3.0, None)
 
 
 # ============================================================================ the benchmark's verdict
