@@ -1,7 +1,7 @@
 """Waveless order release: the control law, its bounds, the fixed-wave baseline and order patterns.
 
-Pure (stdlib only, the clock is passed in). ``engine.saga.waveless.WavelessProcessingService`` measures
-the load, calls these functions and releases orders; this module decides how many.
+Pure (stdlib only, the clock is passed in). ``engine.saga.waveless_controller.ReleaseController``
+measures the load, calls these functions and releases orders; this module decides how many.
 
 **Two modes.** ``fixed``: the classic baseline, ``wave_size`` orders every ``wave_interval`` seconds
 (waves at ``anchor + k * interval``; a missed wave is not doubled). ``waveless``: orders are released
