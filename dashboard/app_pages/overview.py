@@ -7,7 +7,8 @@ import time
 
 import streamlit as st
 
-from dashboard import charts, ui
+from dashboard import ui
+from dashboard.charts import formats, service_calls, service_state, sla, workflows
 
 SLA_WINDOW_S = 300
 SERIES_STEP_S = 60
@@ -37,7 +38,7 @@ def sla_tiles() -> None:
     st.subheader("SLA targets")
     with ui.shown_errors():
         report = ui.read("sla", SLA_WINDOW_S)
-        tiles = charts.sla_tiles(report)
+        tiles = sla.sla_tiles(report)
         for col, tile in zip(st.columns(len(tiles) or 1), tiles, strict=False):
             with col.container(border=True):
                 st.markdown(f"**{tile['title']}**")
@@ -55,32 +56,32 @@ def rates(now: float) -> None:
     frame = calls = None
     with ui.shown_errors():
         series = ui.read("series", since=since, step=SERIES_STEP_S)
-        frame = charts.series_frame(series)
-        calls = charts.service_calls_frame(series)
+        frame = sla.series_frame(series)
+        calls = service_calls.service_calls_frame(series)
     services: list = []
     with ui.shown_errors():
         services = ui.read("services")
     if frame is None or calls is None:
         return
-    now_values = charts.window_summary(frame, RATE_WINDOW_S, SERIES_STEP_S)
-    recent = charts.calls_summary(calls, RATE_WINDOW_S, SERIES_STEP_S)
-    up = sum(1 for svc in services if charts.service_available(svc))
+    now_values = sla.window_summary(frame, RATE_WINDOW_S, SERIES_STEP_S)
+    recent = service_calls.calls_summary(calls, RATE_WINDOW_S, SERIES_STEP_S)
+    up = sum(1 for svc in services if service_state.service_available(svc))
     no_calls = "no calls" if services else "no services"
     tiles = [
         ("Completion rate", f"{now_values['completion_per_min']:.1f} /min",
-         charts.rate_figure(frame, "completion_per_min", "Sagas completed per minute"), "ov_completion"),
-        ("Saga success rate", charts.percent_text(now_values["success_rate"]),
-         charts.rate_figure(frame, "success_rate", "Completed / ended", percent=True, target=0.99), "ov_success"),
+         sla.rate_figure(frame, "completion_per_min", "Sagas completed per minute"), "ov_completion"),
+        ("Saga success rate", formats.percent_text(now_values["success_rate"]),
+         sla.rate_figure(frame, "success_rate", "Completed / ended", percent=True, target=0.99), "ov_success"),
         ("Compensation rate", f"{now_values['compensation_per_min']:.1f} /min",
-         charts.rate_figure(frame, "compensation_per_min", "Sagas compensating per minute"), "ov_compensation"),
-        ("Retry rate", charts.percent_text(now_values["retry_rate"]),
-         charts.rate_figure(frame, "retry_rate", "Step attempts retried", percent=True), "ov_retry"),
+         sla.rate_figure(frame, "compensation_per_min", "Sagas compensating per minute"), "ov_compensation"),
+        ("Retry rate", formats.percent_text(now_values["retry_rate"]),
+         sla.rate_figure(frame, "retry_rate", "Step attempts retried", percent=True), "ov_retry"),
         ("Breaker trips", f"{now_values['breaker_trips']:.0f} in {RATE_WINDOW_S // 60} min",
-         charts.rate_figure(frame, "breaker_trips", "Breaker trips per minute", bars=True), "ov_trips"),
-        ("Service availability", charts.percent_text(recent["availability"]) if recent["calls"] else no_calls,
-         charts.service_lines_figure(calls, "availability", "Service calls answered OK"), "ov_availability"),
-        ("Service error rate", charts.percent_text(recent["error_rate"]) if recent["calls"] else no_calls,
-         charts.service_lines_figure(calls, "error_rate", "Failed / answered calls, per service"), "ov_errors"),
+         sla.rate_figure(frame, "breaker_trips", "Breaker trips per minute", bars=True), "ov_trips"),
+        ("Service availability", formats.percent_text(recent["availability"]) if recent["calls"] else no_calls,
+         service_calls.service_lines_figure(calls, "availability", "Service calls answered OK"), "ov_availability"),
+        ("Service error rate", formats.percent_text(recent["error_rate"]) if recent["calls"] else no_calls,
+         service_calls.service_lines_figure(calls, "error_rate", "Failed / answered calls, per service"), "ov_errors"),
     ]  # fmt: skip
     notes = {
         "ov_availability": f"{up} of {len(services)} services up now (a healthy instance, breaker not open)",
@@ -109,7 +110,7 @@ def problems(now: float) -> None:
     left, middle, right = st.columns(3)
     with left, ui.shown_errors():
         st.markdown("**Open circuit breakers**")
-        for b in charts.breaker_problems(ui.read("services")):
+        for b in service_state.breaker_problems(ui.read("services")):
             found += 1
             label = f"{b['service']} · {b['state']} · {b['failure_rate']:.0%} errors · {b['trips']} trips"
             if st.button(label, key=f"ov_brk_{b['service']}", icon=":material/electrical_services:"):
@@ -132,12 +133,12 @@ def problems(now: float) -> None:
         for status in ("RUNNING", "COMPENSATING", "CREATED"):
             items += ui.read("workflows", status=status, created_before=before, limit=STUCK_SCAN,
                              order="oldest")["items"]  # fmt: skip
-        stuck = sorted(charts.stuck(items, now, after), key=lambda i: i["updated_at"])
+        stuck = sorted(workflows.stuck(items, now, after), key=lambda i: i["updated_at"])
         more = f", the {MAX_LISTED} oldest shown" if len(stuck) > MAX_LISTED else ""
         st.markdown(f"**Stuck** ({len(stuck)}{more}; no change for {after:g} s)")
         for item in stuck[:MAX_LISTED]:
             found += 1
-            label = f"{item['workflow_id']} · {item['status']} · {charts.ago(item['updated_at'], now)}"
+            label = f"{item['workflow_id']} · {item['status']} · {formats.ago(item['updated_at'], now)}"
             if st.button(label, key=f"ov_stuck_{item['workflow_id']}", icon=":material/hourglass_empty:"):
                 ui.go("workflow", workflow_id=item["workflow_id"])
     if not found:

@@ -8,14 +8,15 @@ from typing import Any
 
 import streamlit as st
 
-from dashboard import charts, ui
+from dashboard import ui
+from dashboard.charts import formats, samples, service_calls, service_state, sla
 
 state = st.session_state
 PLOT_CONFIG = {"displayModeBar": False}
 BREAKER_ACTIONS = {"force-open": "Force open", "force-closed": "Force closed", "reset": "Reset"}
 
 ui.header("Services", "Circuit breakers are shared by every worker; utilization is calls in flight / capacity "
-          f"(the load balancer aims at {charts.TARGET_UTILIZATION:.0%}).")  # fmt: skip
+          f"(the load balancer aims at {service_state.TARGET_UTILIZATION:.0%}).")  # fmt: skip
 
 
 def breaker_action(service: str, action: str) -> None:
@@ -43,7 +44,7 @@ def reset_chaos(service: str) -> None:
 
 def breaker_panel(svc: dict[str, Any], now: float, trips_last_hour: int) -> None:
     b = svc["breaker"]
-    text, color = charts.breaker_label(b)
+    text, color = service_state.breaker_label(b)
     st.badge(f"breaker {text}", color=color)
     m = st.columns(4)
     m[0].metric(
@@ -51,7 +52,7 @@ def breaker_panel(svc: dict[str, Any], now: float, trips_last_hour: int) -> None
     )
     m[1].metric("Trips", b["trips"], help="Times the breaker opened since it was configured")
     m[2].metric("Calls / failures", f"{b['calls']} / {b['failures']}")
-    m[3].metric("Open until", charts.clock(b["open_until"])[11:] if b.get("open_until") else "—")
+    m[3].metric("Open until", formats.clock(b["open_until"])[11:] if b.get("open_until") else "—")
     st.caption(f"{trips_last_hour} trip(s) in the last hour · policy: " + ", ".join(
         f"{k} {v}" for k, v in (b.get("policy") or {}).items()))  # fmt: skip
     if ui.can_control():
@@ -60,7 +61,9 @@ def breaker_panel(svc: dict[str, Any], now: float, trips_last_hour: int) -> None
             col.button(label, key=f"ctl_breaker_{action}_{svc['name']}", on_click=breaker_action,
                        args=(svc["name"], action))  # fmt: skip
     history_key = f"svc_hist_{svc['name']}"
-    state[history_key] = charts.append_sample(state.get(history_key, []), {"t": now, "utilization": svc["utilization"]})
+    state[history_key] = samples.append_sample(
+        state.get(history_key, []), {"t": now, "utilization": svc["utilization"]}
+    )
 
 
 def instances_panel(svc: dict[str, Any]) -> None:
@@ -72,7 +75,7 @@ def instances_panel(svc: dict[str, Any]) -> None:
             "utilization": f"{i['utilization']:.0%}",
             "in flight": i["in_flight"],
             "capacity": i["capacity"],
-            "checked": charts.clock(i["health"]["checked_at"])[11:],
+            "checked": formats.clock(i["health"]["checked_at"])[11:],
             "latency ms": i["health"]["latency_ms"],
             "error": i["health"]["error"] or "",
             "url": i["url"],
@@ -116,12 +119,12 @@ def services() -> None:
             return
         since = (now - 3600) // 60 * 60
         series = ui.read("series", since=since, step=60)
-        frame = charts.series_frame(series)
-        calls = charts.service_calls_frame(series)
+        frame = sla.series_frame(series)
+        calls = service_calls.service_calls_frame(series)
         trips = (series.get("breakdown") or {}).get("breaker_trips") or {}
         top = st.columns([1, 2])
-        top[0].metric("Services available", charts.percent_text(charts.availability(listed), 0))
-        top[1].plotly_chart(charts.rate_figure(frame, "breaker_trips", "Breaker trips per minute (all services)",
+        top[0].metric("Services available", formats.percent_text(service_state.availability(listed), 0))
+        top[1].plotly_chart(sla.rate_figure(frame, "breaker_trips", "Breaker trips per minute (all services)",
                                                bars=True), key="svc_trips", config=PLOT_CONFIG)  # fmt: skip
         focus = state.get("svc_focus")
         ordered = sorted(listed, key=lambda s: (s["name"] != focus, s["name"]))
@@ -135,14 +138,14 @@ def services() -> None:
                     breaker_panel(svc, now, int(trips.get(svc["name"], 0)))
                     instances_panel(svc)
                 with right:
-                    st.plotly_chart(charts.utilization_figure(svc["instances"]), key=f"svc_util_{svc['name']}",
+                    st.plotly_chart(service_state.utilization_figure(svc["instances"]), key=f"svc_util_{svc['name']}",
                                     config=PLOT_CONFIG)  # fmt: skip
-                    st.plotly_chart(charts.service_history_figure(calls, svc["name"], state[f"svc_hist_{svc['name']}"]),
+                    st.plotly_chart(service_calls.service_history_figure(calls, svc["name"], state[f"svc_hist_{svc['name']}"]),
                                     key=f"svc_hist_chart_{svc['name']}", config=PLOT_CONFIG)  # fmt: skip
-                    recent = charts.calls_summary(calls, 300, 60, svc["name"])
+                    recent = service_calls.calls_summary(calls, 300, 60, svc["name"])
                     st.caption(f"Last 5 min: {recent['calls']} calls, error rate "
-                               f"{charts.percent_text(recent['error_rate'])}, availability "
-                               f"{charts.percent_text(recent['availability'])} (the engine's rollups)")  # fmt: skip
+                               f"{formats.percent_text(recent['error_rate'])}, availability "
+                               f"{formats.percent_text(recent['availability'])} (the engine's rollups)")  # fmt: skip
                 chaos_panel(svc["name"])
 
 

@@ -8,7 +8,8 @@ from typing import Any
 
 import streamlit as st
 
-from dashboard import charts, ui
+from dashboard import ui
+from dashboard.charts import formats, release, samples, service_state, sla
 
 state = st.session_state
 PLOT_CONFIG = {"displayModeBar": False}
@@ -89,8 +90,8 @@ def waveless() -> None:
         m[2].metric("Rate limit", f"{_num(status.get('rate'))} /s")
         m[3].metric("Queue depth", _num(status.get("queue_depth")))
         m[4].metric("In flight", _num(status.get("in_flight")))
-        util, target = status.get("utilization"), status.get("target_utilization") or charts.TARGET_UTILIZATION
-        m[5].metric("Utilization", charts.percent_text(util, 0), help=f"target {target:.0%}")
+        util, target = status.get("utilization"), status.get("target_utilization") or service_state.TARGET_UTILIZATION
+        m[5].metric("Utilization", formats.percent_text(util, 0), help=f"target {target:.0%}")
         held = status.get("limit") or "—"
         st.caption(f"Leader `{status.get('leader') or '—'}` · held back by **{held}** · last change "
                    f"**{status.get('last_kind') or '—'}**: {status.get('last_reason') or '—'}"
@@ -101,22 +102,22 @@ def waveless() -> None:
         controls(status)
 
         sample = {"t": float(status.get("updated_at") or now),
-                  **{f: status.get(f) for f in charts.WAVELESS_FIELDS}}  # fmt: skip
-        state["wl_samples"] = charts.append_sample(state.get("wl_samples", []), sample)
+                  **{f: status.get(f) for f in release.WAVELESS_FIELDS}}  # fmt: skip
+        state["wl_samples"] = samples.append_sample(state.get("wl_samples", []), sample)
         left, right = st.columns([3, 2])
         with left:
-            points = charts.waveless_points(status["decisions"], state["wl_samples"])
-            st.plotly_chart(charts.waveless_figure(points), key="wl_chart", config=PLOT_CONFIG)
+            points = release.waveless_points(status["decisions"], state["wl_samples"])
+            st.plotly_chart(release.waveless_figure(points), key="wl_chart", config=PLOT_CONFIG)
         with right:
             definition = status.get("definition")
             since = (now - 3600) // 60 * 60
-            frame = charts.series_frame(ui.read("series", since=since, step=60, definition=definition))
-            st.plotly_chart(charts.rate_figure(frame, "started_per_s", f"Flow: sagas started per second ({definition})"),
+            frame = sla.series_frame(ui.read("series", since=since, step=60, definition=definition))
+            st.plotly_chart(sla.rate_figure(frame, "started_per_s", f"Flow: sagas started per second ({definition})"),
                             key="wl_flow", config=PLOT_CONFIG)  # fmt: skip
-            st.plotly_chart(charts.rate_figure(frame, "completion_per_min", "Completed per minute"),
+            st.plotly_chart(sla.rate_figure(frame, "completion_per_min", "Completed per minute"),
                             key="wl_done", config=PLOT_CONFIG)  # fmt: skip
         st.markdown("**Decisions** (newest first)")
-        st.dataframe(charts.decisions_frame(status["decisions"]), hide_index=True, key="wl_decisions")
+        st.dataframe(release.decisions_frame(status["decisions"]), hide_index=True, key="wl_decisions")
 
 
 def _num(value: Any) -> str:

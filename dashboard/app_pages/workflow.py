@@ -7,7 +7,8 @@ from typing import Any
 
 import streamlit as st
 
-from dashboard import charts, ui
+from dashboard import ui
+from dashboard.charts import formats, workflows
 
 state = st.session_state
 STATUS_BADGE = {
@@ -87,8 +88,8 @@ def summary(detail: dict[str, Any], now: float) -> None:
         ("Definition", f"`{detail['workflow_type']}` v{detail['definition_version']}"),
         ("Consistency", f"`{detail['consistency']}`"),
         ("Correlation id", f"`{detail['correlation_id']}`" if detail["correlation_id"] else "—"),
-        ("Created", f"{charts.ago(times['created_at'], now)} ({charts.clock(times['created_at'])} UTC)"),
-        ("Duration", charts.seconds_text(duration)),
+        ("Created", f"{formats.ago(times['created_at'], now)} ({formats.clock(times['created_at'])} UTC)"),
+        ("Duration", formats.seconds_text(duration)),
         ("Retries (steps / compensations)", f"{detail['total_retries']} / {detail['compensation_retries']}"),
     ]
     for col, (label, value) in zip(st.columns([2, 2, 2, 3, 1, 2]), facts, strict=True):
@@ -118,11 +119,11 @@ def workflow() -> None:
         detail = ui.read("workflow", wid)
         summary(detail, now)
         controls(detail)
-        st.plotly_chart(charts.step_timeline(detail, now), key="wf_timeline", config=PLOT_CONFIG)
+        st.plotly_chart(workflows.step_timeline(detail, now), key="wf_timeline", config=PLOT_CONFIG)
         left, right = st.columns([3, 2])
         with left:
             st.markdown("**Steps**")
-            st.dataframe(charts.steps_frame(detail), hide_index=True, key="wf_steps")
+            st.dataframe(workflows.steps_frame(detail), hide_index=True, key="wf_steps")
         with right:
             st.markdown("**Compensation stack** (the last is compensated first)")
             stack = detail["compensation_stack"]
@@ -135,7 +136,7 @@ def workflow() -> None:
             st.caption(f"phase {saga['phase']} · step {saga['current_step']} of {saga['total_steps']}")
         st.markdown("**Events**")
         events = ui.read("events", wid)
-        st.dataframe(charts.events_frame(events), hide_index=True, key="wf_events")
+        st.dataframe(workflows.events_frame(events), hide_index=True, key="wf_events")
         with st.expander("Context and input"):
             st.json({"input": detail["input"], "context": detail["context"], "result": detail["result"]},
                     expanded=1)  # fmt: skip

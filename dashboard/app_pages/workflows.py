@@ -8,7 +8,8 @@ from typing import Any
 
 import streamlit as st
 
-from dashboard import charts, ui
+from dashboard import ui
+from dashboard.charts import workflows
 
 ANY = "(any)"
 STATUSES = ("CREATED", "RUNNING", "PAUSED", "COMPLETED", "FAILED", "TIMEOUT", "COMPENSATING", "COMPENSATED",
@@ -144,7 +145,7 @@ def table() -> None:
         by_id = {i["workflow_id"]: i for i in items}
         st.caption(f"Page {len(state['wf_cursors'])} · {len(items)} workflow(s), newest first")
         st.dataframe(
-            charts.workflows_frame(items, now),
+            workflows.workflows_frame(items, now),
             hide_index=True,
             key="wf_table",
             column_config={
