@@ -2,7 +2,8 @@
 
 Pure: configuration value objects with validation, and the load-balancing decisions (least
 utilization against the 85 % target, rebalancing past a 30 % spread). The circuit breaker's state
-machine runs in Redis, shared by every worker (``engine/persistence/scripts.py``: BREAKER_*).
+machine runs in Redis, shared by every worker (``engine/persistence/scripts.py``: BREAKER_*); the
+state a reader reports is :func:`circuit_state`.
 """
 
 from __future__ import annotations
@@ -44,6 +45,21 @@ class HealthStatus(StrEnum):
     HEALTHY = "HEALTHY"
     UNHEALTHY = "UNHEALTHY"
     UNKNOWN = "UNKNOWN"
+
+
+def circuit_state(state: str, open_until_ms: int, now_ms: int, forced: str = "") -> str:
+    """The state a call arriving at ``now_ms`` meets, from the breaker as stored (``state``,
+    ``open_until`` and ``forced`` of its hash): forced OPEN refuses every call; an OPEN breaker whose
+    open period is over is HALF_OPEN (the next call moves it there and is admitted as a trial).
+    Without ``forced``: the breaker's own state, for views that show the force beside it.
+
+    BREAKER_BEGIN (``engine/persistence/scripts.py``) keeps its own copy of this rule in Lua, to
+    decide atomically as it admits a call: change both together."""
+    if forced == ForcedState.OPEN:
+        return CircuitState.OPEN.value
+    if state == CircuitState.OPEN and open_until_ms <= now_ms:
+        return CircuitState.HALF_OPEN.value
+    return state
 
 
 @dataclass(frozen=True)

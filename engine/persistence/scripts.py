@@ -271,6 +271,8 @@ BREAKER_BEGIN = """
 -- under the target utilization and not being drained, else the least utilized), counting it in
 -- flight there. Returns {1, instance, state, 0, trial} | {0, 'open', state, retry after ms, 0} |
 -- {-1, 'no healthy instance', state, 0, 0}
+-- The effective state (forced OPEN; OPEN past open_until is HALF_OPEN) is also computed, for readers,
+-- by engine.domain.services.circuit_state: this copy decides atomically. Change both together.
 local now = tonumber(ARGV[1])
 local b = redis.call('HMGET', KEYS[1], 'state', 'open_until', 'half_calls', 'forced', 'changed')
 local state = b[1] or 'CLOSED'
