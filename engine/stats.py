@@ -10,7 +10,8 @@ import math
 import threading
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Protocol
+from dataclasses import dataclass, field
+from typing import NamedTuple, Protocol
 
 _BASE = math.log(1.05)
 _MIN = 1e-6  # one microsecond
@@ -73,11 +74,39 @@ class LogHistogram:
         return h
 
 
+class Series(NamedTuple):
+    """A counter or histogram series: the family's name and its label values, kept as data. Only
+    ``engine.persistence`` turns it into a stored field (``steps|order|charge|failed``) and back."""
+
+    name: str
+    labels: tuple[str, ...] = ()
+
+
+@dataclass
+class Tally:
+    """Observations per bucket index of a histogram series, and their sum."""
+
+    buckets: dict[int, int] = field(default_factory=dict)
+    total: float = 0.0
+
+
+@dataclass
+class Totals:
+    """Counters and fixed-bucket histograms by series: what one flush adds to the cumulative metrics
+    (engine.metrics' recorder), or what every flush added up to (read back at scrape time)."""
+
+    counters: dict[Series, float] = field(default_factory=dict)
+    histograms: dict[Series, Tally] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return bool(self.counters or self.histograms)
+
+
 class SampleSink(Protocol):
     """Receives every batch of raw samples and counts as it is folded (engine.metrics' recorder)."""
 
     def fold(
-        self, samples: Sequence[tuple[str, float, tuple[str, ...]]], counts: Sequence[tuple[str, int]]
+        self, samples: Sequence[tuple[str, float, tuple[str, ...]]], counts: Sequence[tuple[Series, int]]
     ) -> None: ...
 
 
@@ -94,10 +123,10 @@ class StatsRecorder:
 
     def __init__(self, sink: SampleSink | None = None) -> None:
         self._samples: list[tuple[str, float, tuple[str, ...]]] = []
-        self._counts: list[tuple[str, int]] = []
+        self._counts: list[tuple[str, tuple[str, ...], int]] = []
         self._lock = threading.Lock()
         self._hist: dict[str, LogHistogram] = defaultdict(LogHistogram)
-        self._counters: dict[str, int] = defaultdict(int)
+        self._counters: dict[Series, int] = defaultdict(int)
         self.sink = sink
 
     def observe(self, metric: str, seconds: float, labels: tuple[str, ...] = ()) -> None:
@@ -106,24 +135,25 @@ class StatsRecorder:
             self._fold()
 
     def incr(self, counter: str, labels: tuple[str, ...] = (), n: int = 1) -> None:
-        """Count ``n`` of ``counter`` (a family of engine.metrics' COUNTERS, or the per-service call
-        outcomes) for these label values."""
-        self._counts.append(("|".join((counter, *labels)) if labels else counter, n))
+        """Count ``n`` of ``counter`` (a family of engine.metrics' COUNTERS, or of its ROLLUP_COUNTERS)
+        for these label values."""
+        self._counts.append((counter, labels, n))
         if len(self._counts) > self.FOLD_AT:
             self._fold()
 
     def _fold(self) -> None:
         with self._lock:
             samples, self._samples = self._samples, []
-            counts, self._counts = self._counts, []
+            raw, self._counts = self._counts, []
             for metric, seconds, _labels in samples:
                 self._hist[metric].observe(seconds)
-            for name, n in counts:
-                self._counters[name] += n
+            counts = [(Series(name, labels), n) for name, labels, n in raw]
+            for series, n in counts:
+                self._counters[series] += n
             if self.sink is not None and (samples or counts):
                 self.sink.fold(samples, counts)
 
-    def drain(self) -> tuple[dict[str, LogHistogram], dict[str, int]]:
+    def drain(self) -> tuple[dict[str, LogHistogram], dict[Series, int]]:
         self._fold()
         with self._lock:
             hist, counters = self._hist, self._counters

@@ -48,4 +48,4 @@ class Engine:
         hist, counters = self.stats.drain()
         self.stores.stats.flush(time.time(), hist, counters)
         if self.metrics is not None:
-            self.metrics.flush(self.stores.client, self.stores.keys)
+            self.stores.metrics.add(self.metrics.drain())

@@ -1,4 +1,4 @@
-"""engine/metrics.py: names, buckets and labels; the recorder; the collector against a real Redis.
+"""engine/metrics/: names, buckets and labels; the recorder; the collector against a real Redis.
 
 The collector is exercised on what real worker processes flushed (counters summed across processes,
 SLA buckets, pre-initialised label sets) and on live state (breakers, waveless hash, workflows stuck
@@ -23,7 +23,9 @@ from engine.metrics import (
     build_registry,
 )
 from engine.persistence.keys import Keys
-from engine.stats import StatsRecorder
+from engine.persistence.stores import Stores
+from engine.settings import EngineSettings
+from engine.stats import Series, StatsRecorder
 from tests.integration.support import define, kill_owner, start, step, wait_for, wait_ready
 
 pytestmark = pytest.mark.timeout(60)
@@ -33,7 +35,7 @@ FORBIDDEN_LABELS = {"workflow_id", "wid", "id", "job_id", "correlation_id", "ide
 
 def scrape(client) -> dict[str, list]:
     """name -> samples of one scrape of the collector over the test's Redis and prefix."""
-    registry = build_registry(client.r, client.settings.key_prefix)
+    registry = build_registry(client.engine.stores)
     text = generate_latest(registry).decode()
     out: dict[str, list] = {}
     for family in text_string_to_metric_families(text):
@@ -49,6 +51,7 @@ def value(samples: dict[str, list], name: str, **labels: str) -> float:
 
 
 # ====================================================================== definitions
+@pytest.mark.unit
 def test_every_sla_target_and_bar_is_an_exact_bucket_bound() -> None:
     by_name = {spec.name: spec for spec in HISTOGRAMS.values()}
     for t in SLA_TARGETS:
@@ -74,6 +77,7 @@ def test_every_sla_target_and_bar_is_an_exact_bucket_bound() -> None:
     assert [t.le for t in SLA_TARGETS] == ["1.0", "30.0", "60.0", "0.1", "0.05"]
 
 
+@pytest.mark.unit
 def test_names_follow_prometheus_conventions() -> None:
     for spec in HISTOGRAMS.values():
         assert re.fullmatch(r"wes_[a-z_]+_seconds", spec.name), spec.name
@@ -85,6 +89,7 @@ def test_names_follow_prometheus_conventions() -> None:
 
 
 # ====================================================================== recorder
+@pytest.mark.unit
 def test_recorder_buckets_are_inclusive_upper_bounds_and_labels_must_match() -> None:
     rec = MetricsRecorder()
     stats = StatsRecorder(sink=rec)
@@ -97,17 +102,17 @@ def test_recorder_buckets_are_inclusive_upper_bounds_and_labels_must_match() -> 
     stats.incr("steps", ("wf", "s1", "completed"), 2)
     stats.incr("service_calls", ("payment", "ok"), 3)  # the stats rollups' per-service calls: not a Prometheus counter
     stats.drain()
-    fields = rec.drain()
+    drained = rec.drain()
     bounds = HISTOGRAMS["state_persistence"].buckets
     i = bounds.index(0.1)
-    assert fields[f"h|state_persistence|{i}"] == 1
-    assert fields[f"h|state_persistence|{i + 1}"] == 1
-    assert fields[f"h|state_persistence|{len(bounds)}"] == 1
-    assert fields["s|state_persistence"] == pytest.approx(99.20000001)
-    assert fields["h|step_execution|wf|s1|" + str(HISTOGRAMS["step_execution"].buckets.index(0.5))] == 1
-    assert fields["c|steps|wf|s1|completed"] == 2
-    assert not any("no_such" in f or "service_calls" in f for f in fields)
-    assert rec.drain() == {}  # drained: the next flush adds only what is new
+    persistence = drained.histograms[Series("state_persistence")]
+    assert persistence.buckets == {i: 1, i + 1: 1, len(bounds): 1}
+    assert persistence.total == pytest.approx(99.20000001)
+    step = drained.histograms[Series("step_execution", ("wf", "s1"))]
+    assert step.buckets == {HISTOGRAMS["step_execution"].buckets.index(0.5): 1}
+    assert set(drained.histograms) == {Series("state_persistence"), Series("step_execution", ("wf", "s1"))}
+    assert drained.counters == {Series("steps", ("wf", "s1", "completed")): 2}
+    assert not rec.drain()  # drained: the next flush adds only what is new
 
 
 def test_flushes_of_several_processes_add_up_and_never_reset(client) -> None:
@@ -119,7 +124,16 @@ def test_flushes_of_several_processes_add_up_and_never_reset(client) -> None:
         stats.observe("workflow_start", 2.0, ("wf-a",))
         stats.incr("workflows_started", ("wf-a",), 2)
         stats.drain()
-        rec.flush(client.r, keys)
+        assert client.engine.stores.metrics.add(rec.drain()) == 4
+    # the hash's format, which dashboards and the API read, is fixed
+    bounds = HISTOGRAMS["workflow_start"].buckets
+    stored = client.r.hgetall(keys.metrics)
+    assert float(stored.pop("s|workflow_start|wf-a")) == pytest.approx(6.012)
+    assert stored == {
+        "c|workflows_started|wf-a": "6",
+        f"h|workflow_start|wf-a|{bounds.index(0.005)}": "3",
+        f"h|workflow_start|wf-a|{bounds.index(2.5)}": "3",
+    }
     samples = scrape(client)
     assert value(samples, "wes_workflows_started_total", workflow_type="wf-a") == 6
     assert value(samples, "wes_workflow_start_seconds_count", workflow_type="wf-a") == 6
@@ -167,7 +181,7 @@ def test_worker_processes_metrics_reach_the_collector_with_known_labels_preiniti
     define(client, "metrics-idle", [step("x"), step("y")])
     time.sleep(0.01)
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(EngineCollector(client.r, client.settings.key_prefix))
+    registry.register(EngineCollector(client.engine.stores))
     idle = {
         (sample.name, tuple(sorted(sample.labels.items())))
         for family in text_string_to_metric_families(generate_latest(registry).decode())
@@ -239,13 +253,14 @@ def test_breakers_instances_and_waveless_state_are_read_live_and_defensively(cli
     assert value(s, "wes_queue_depth", queue="intake") == 17
 
 
+@pytest.mark.unit
 def test_redis_down_is_reported_not_raised() -> None:
     import redis
     from redis.backoff import NoBackoff
     from redis.retry import Retry
 
     dead = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 0))
-    registry = build_registry(dead, "nowhere")
+    registry = build_registry(Stores(EngineSettings(key_prefix="nowhere"), "redis://127.0.0.1:1", dead))
     families = {f.name: f for f in text_string_to_metric_families(generate_latest(registry).decode())}
     assert families["wes_redis_up"].samples[0].value == 0
     assert families["wes_exporter_errors"].samples[0].value == 1

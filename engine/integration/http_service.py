@@ -7,9 +7,10 @@ may be retried. A call refused by an open breaker never touches the network, and
 least until the breaker would let a trial call through.
 
 With a ``stats`` recorder (the worker's), every call is counted per service on the hot path (an
-in-memory append, flushed to the 10-second rollups with the rest): ``service_calls|<service>|ok`` or
-``|failed`` as the breaker recorded it, ``|refused`` when the breaker or the lack of a healthy
-instance refused it. These feed the availability and error-rate history of ``GET /sla/series``.
+in-memory append, flushed to the 10-second rollups with the rest): the family ``SERVICE_CALLS`` of
+``engine.metrics``, labelled (service, outcome): ``ok`` or ``failed`` as the breaker recorded it,
+``refused`` when the breaker or the lack of a healthy instance refused it. These feed the
+availability and error-rate history of ``GET /sla/series``.
 """
 
 from __future__ import annotations
@@ -23,16 +24,13 @@ import httpx
 from engine.domain.policies import ActionRef
 from engine.domain.services import HealthStatus, ServiceEndpoint
 from engine.errors import NonRetryableStepError, StepError, StepTimeout
+from engine.metrics import SERVICE_CALLS
 from engine.persistence.service_registry import Lease, Refusal, ServiceNotFound, ServiceRegistry
 from engine.ports import CompensationResult, StepContext, StepResult
 from engine.stats import StatsRecorder
 
 RETRYABLE_4XX = frozenset({408, 429})
 NO_INSTANCE_RETRY_S = 1.0
-CALLS = "service_calls"
-"""Counter family of the per-service call outcomes in the stats rollups (not a Prometheus counter:
-``wes_service_calls_total`` is read from the breaker hash, see engine.metrics); outcomes ok, failed,
-refused."""
 
 
 class CircuitOpenError(StepError):
@@ -115,7 +113,7 @@ class HttpServicePort:
 
     def _count(self, service: str, outcome: str) -> None:
         if self.stats is not None:
-            self.stats.incr(CALLS, (service, outcome))
+            self.stats.incr(SERVICE_CALLS, (service, outcome))
 
     def _send(self, service: ServiceEndpoint, lease: Lease, operation: str, ctx: StepContext) -> Any:
         url = lease.url + service.path(operation)

@@ -21,6 +21,7 @@ from engine.domain.services import (
     HealthStatus,
     InstanceLoad,
     ServiceEndpoint,
+    circuit_state,
     parse_service,
     parse_services,
     rebalance_moves,
@@ -32,6 +33,7 @@ from engine.persistence.fastpath import runner_for
 from engine.persistence.keys import Keys
 from engine.persistence.stats_store import StatsStore
 from engine.settings import EngineSettings
+from engine.stats import Series
 
 CACHE_S = 1.0
 STICKY_TTL_S = 3600
@@ -186,7 +188,8 @@ class ServiceRegistry:
              b.failure_rate, int(b.open_seconds * 1000), b.half_open_calls, endpoint.name, self.settings.feed_maxlen],
         )  # fmt: skip
         if transition == "OPENED":
-            StatsStore(self.r, self.settings.key_prefix).flush(time.time(), {}, {f"breaker_trips|{endpoint.name}": 1})
+            trip = Series("breaker_trips", (endpoint.name,))
+            StatsStore(self.r, self.settings.key_prefix).flush(time.time(), {}, {trip: 1})
         return CircuitState(state), transition
 
     def loads(self, endpoint: ServiceEndpoint) -> list[InstanceLoad]:
@@ -217,10 +220,8 @@ class ServiceRegistry:
         endpoint = self.endpoint(name)
         raw = self.r.hgetall(self.keys.breaker(name))
         window = self.r.lrange(self.keys.breaker_window(name), 0, -1)
-        state = raw.get("state", CircuitState.CLOSED.value)
         open_until = int(raw.get("open_until", 0) or 0)
-        if state == CircuitState.OPEN.value and open_until <= _ms():
-            state = CircuitState.HALF_OPEN.value  # admits trial calls at the next call
+        state = circuit_state(raw.get("state", CircuitState.CLOSED.value), open_until, _ms())
         fails = sum(1 for v in window if v == "1")
         return {
             "service": name,

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping
 
 import redis
 
+from engine.persistence import series_fields
 from engine.persistence.keys import Keys
-from engine.stats import LogHistogram
+from engine.stats import LogHistogram, Series, Tally, Totals
 
 INTERVAL_S = 10
 RETENTION_S = 2 * 24 * 3600
@@ -18,37 +20,40 @@ class StatsStore:
         self.r = client
         self.keys = Keys(prefix)
 
-    def flush(self, now_s: float, hist: dict[str, LogHistogram], counters: dict[str, int]) -> None:
+    def flush(self, now_s: float, hist: Mapping[str, LogHistogram], counters: Mapping[Series, int]) -> None:
         if not hist and not counters:
             return
         start = int(now_s) // INTERVAL_S * INTERVAL_S
         key = self.keys.stats(start)
+        totals = Totals(
+            counters=dict(counters),
+            histograms={Series(metric): Tally(dict(h.buckets), h.total) for metric, h in hist.items()},
+        )
         pipe = self.r.pipeline(transaction=False)
-        for metric, h in hist.items():
-            for b, n in h.buckets.items():
-                pipe.hincrby(key, f"h|{metric}|{b}", n)
-            pipe.hincrbyfloat(key, f"s|{metric}", h.total)
-        for name, n in counters.items():
-            pipe.hincrby(key, f"c|{name}", n)
+        for field, value in series_fields.increments(totals):
+            if isinstance(value, float):
+                pipe.hincrbyfloat(key, field, value)
+            else:
+                pipe.hincrby(key, field, value)
         pipe.expire(key, RETENTION_S)
         pipe.zadd(self.keys.stats_index, {str(start): start})
         pipe.zremrangebyscore(self.keys.stats_index, "-inf", start - RETENTION_S)
         pipe.execute()
 
-    def read(self, since_s: float, until_s: float | None = None) -> tuple[dict[str, LogHistogram], dict[str, int]]:
+    def read(self, since_s: float, until_s: float | None = None) -> tuple[dict[str, LogHistogram], dict[Series, int]]:
         """Merged histograms and counters of every interval starting in [since - interval, until]."""
         hist: dict[str, LogHistogram] = defaultdict(LogHistogram)
-        counters: dict[str, int] = defaultdict(int)
+        counters: dict[Series, int] = defaultdict(int)
         for _start, h, c in self.series(since_s, until_s):
             for metric, one in h.items():
                 hist[metric].merge(one)
-            for name, n in c.items():
-                counters[name] += n
+            for series, n in c.items():
+                counters[series] += n
         return dict(hist), dict(counters)
 
     def series(
         self, since_s: float, until_s: float | None = None
-    ) -> list[tuple[int, dict[str, LogHistogram], dict[str, int]]]:
+    ) -> list[tuple[int, dict[str, LogHistogram], dict[Series, int]]]:
         """Each interval starting in [since - interval, until] on its own, oldest first."""
         starts = [
             int(s)
@@ -62,18 +67,13 @@ class StatsStore:
         return [(start, *_parse(row)) for start, row in zip(starts, pipe.execute(), strict=True)]
 
 
-def _parse(row: dict[str, str]) -> tuple[dict[str, LogHistogram], dict[str, int]]:
-    """One interval's hash: ``h|<metric>|<bucket>`` counts, ``s|<metric>`` sums, ``c|<name>`` counters."""
-    hist: dict[str, dict[int, int]] = {}
-    totals: dict[str, float] = {}
-    counters: dict[str, int] = {}
-    for field, value in row.items():
-        kind, _, rest = field.partition("|")
-        if kind == "h":
-            metric, _, b = rest.rpartition("|")
-            hist.setdefault(metric, {})[int(b)] = int(value)
-        elif kind == "s":
-            totals[rest] = float(value)
-        elif kind == "c":
-            counters[rest] = int(value)
-    return {m: LogHistogram.from_counts(c, totals.get(m, 0.0)) for m, c in hist.items()}, counters
+def _parse(row: Mapping[str, str]) -> tuple[dict[str, LogHistogram], dict[Series, int]]:
+    """One interval's hash: log-bucket histograms by sample name (rollups keep no labels on them) and
+    counters by series."""
+    totals = series_fields.decode(row)
+    hist = {
+        series.name: LogHistogram.from_counts(tally.buckets, tally.total)
+        for series, tally in totals.histograms.items()
+        if tally.buckets
+    }
+    return hist, {series: int(n) for series, n in totals.counters.items()}

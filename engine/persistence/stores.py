@@ -17,6 +17,7 @@ from engine.persistence.dispatch import Dispatch
 from engine.persistence.dispatch_queue import DispatchQueue
 from engine.persistence.durability import Durability
 from engine.persistence.keys import Keys
+from engine.persistence.metrics_store import MetricsStore
 from engine.persistence.service_registry import ServiceRegistry
 from engine.persistence.stats_store import StatsStore
 from engine.persistence.trigger_store import TriggerStore
@@ -39,6 +40,7 @@ class Stores:
         self.definitions = DefinitionRepository(self.client, self.settings)
         self.services = ServiceRegistry(self.client, self.settings)
         self.stats = StatsStore(self.client, self.settings.key_prefix)
+        self.metrics = MetricsStore(self.client, self.keys)
         self.workers = WorkerRegistry(self.client, self.keys)
         self.durability = Durability(self.client)
 

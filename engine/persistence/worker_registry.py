@@ -25,3 +25,8 @@ class WorkerRegistry:
     def seen(self) -> dict[str, float]:
         """Every worker ever recorded, with the ms of its last heartbeat."""
         return {name: float(ms) for name, ms in self.r.zrange(self.keys.workers, 0, -1, withscores=True)}
+
+    def last_beat(self) -> float | None:
+        """The ms of the freshest heartbeat of any worker; None when no worker ever registered."""
+        newest = self.r.zrevrange(self.keys.workers, 0, 0, withscores=True)
+        return float(newest[0][1]) if newest else None

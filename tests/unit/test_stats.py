@@ -7,7 +7,8 @@ import random
 
 import pytest
 
-from engine.stats import LogHistogram, StatsRecorder, bucket_of, bucket_upper, merge_all
+from engine.persistence import series_fields
+from engine.stats import LogHistogram, Series, StatsRecorder, Tally, Totals, bucket_of, bucket_upper, merge_all
 
 TOLERANCE = 0.05 + 1e-9
 
@@ -114,7 +115,38 @@ def test_recorder_drain_hands_over_and_resets() -> None:
     rec.observe("step_execution", 0.02)
     rec.incr("steps", ("x", "completed"))
     rec.incr("steps", ("x", "completed"), 2)
+    rec.incr("workflows_started")
     hist, counters = rec.drain()
     assert hist["step_execution"].count == 2
-    assert counters == {"steps|x|completed": 3}
+    assert counters == {Series("steps", ("x", "completed")): 3, Series("workflows_started"): 1}
     assert rec.drain() == ({}, {})
+
+
+def test_series_are_encoded_as_the_fields_dashboards_and_the_api_read() -> None:
+    totals = Totals(
+        counters={Series("steps", ("order", "charge", "failed")): 2, Series("workflows_started", ("order",)): 1},
+        histograms={
+            Series("step_execution", ("order", "charge")): Tally({0: 1, 7: 2}, 0.5),
+            Series("x"): Tally({3: 1}, 1.0),
+        },
+    )
+    fields = dict(series_fields.increments(totals))
+    assert fields == {
+        "c|steps|order|charge|failed": 2,
+        "c|workflows_started|order": 1,
+        "h|step_execution|order|charge|0": 1,
+        "h|step_execution|order|charge|7": 2,
+        "s|step_execution|order|charge": 0.5,
+        "h|x|3": 1,
+        "s|x": 1.0,
+    }
+    assert isinstance(fields["s|x"], float) and isinstance(fields["h|x|3"], int)
+    assert series_fields.decode({k: str(v) for k, v in fields.items()}) == totals
+
+
+def test_decoding_skips_malformed_fields_and_reads_bad_values_as_zero() -> None:
+    decoded = series_fields.decode(
+        {"c|": "1", "h|x|notanumber": "4", "h|x": "4", "q|x|1": "1", "c|a|b": "garbage", "h|y|2": "nan", "s|y": "2.5"}
+    )
+    assert decoded.counters == {Series("a", ("b",)): 0.0}
+    assert decoded.histograms == {Series("y"): Tally({2: 0}, 2.5)}
