@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.bench import run_bench
+from wes_cli.bench.throughput import run_bench
 
 REQUIRED = (
     "steps_per_s",

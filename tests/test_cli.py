@@ -38,7 +38,7 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 def run_wes(env: dict[str, str], *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "engine.cli", *args],
+        [sys.executable, "-m", "wes_cli", *args],
         env=env,
         cwd=REPO,
         capture_output=True,
@@ -51,7 +51,7 @@ def run_many(env: dict[str, str], *commands: tuple[str, ...]) -> list[subprocess
     """Independent invocations in parallel (each pays ~1 s of interpreter and import start-up)."""
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "engine.cli", *args],
+            [sys.executable, "-m", "wes_cli", *args],
             env=env,
             cwd=REPO,
             stdout=subprocess.PIPE,
@@ -299,7 +299,7 @@ def test_attention_and_retry_compensation(engine: Engine, attention_wid: str) ->
 
 
 def test_keys_create_list_revoke_and_the_key_opens_the_api(engine: Engine, tmp_path: Path) -> None:
-    from api.component import ApiComponent
+    from wes_cli.components import ApiComponent
 
     made = engine.wes_json("keys", "create", "operator", "--name", "night shift")
     assert made["role"] == "operator" and made["name"] == "night shift" and made["key"].startswith("wes_")
@@ -335,7 +335,6 @@ def test_unreachable_redis_is_one_error_line(tmp_path: Path) -> None:
     assert parse_json(no_server, code=1)["type"] == "ConfigurationError"
 
 
-@pytest.mark.skipif(not (REPO / "engine" / "bench.py").exists(), reason="engine/bench.py not written yet")
 def test_bench_smoke(engine: Engine) -> None:
     out = engine.wes_json("bench", "--workflows", "3", "--steps", "1", "--workers", "1", "--naive-workflows", "1")
     assert out["completed"] == 3 and out["server"] == "external"
@@ -364,7 +363,7 @@ def test_up_demo_then_ctrl_c(tmp_path: Path) -> None:
     out_path = tmp_path / "up.out"
     api_port = free_port()
     with open(out_path, "w") as out:
-        cmd = [sys.executable, "-m", "engine.cli", "up", "--workers", "1", "--redis-port", str(free_port()), "--demo"]
+        cmd = [sys.executable, "-m", "wes_cli", "up", "--workers", "1", "--redis-port", str(free_port()), "--demo"]
         dash_port = free_port()
         cmd += ["--api-port", str(api_port), "--metrics-port", str(free_port()), "--dashboard-port", str(dash_port)]
         up = subprocess.Popen(

@@ -14,7 +14,7 @@ import click
 import pytest
 import yaml
 
-from engine.cli import cli
+from wes_cli.main import cli
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -17,13 +17,13 @@ from typing import Any
 import httpx
 import pytest
 
-from api.component import ApiComponent
 from engine.client import EngineClient
 from engine.persistence.embedded import free_port
 from engine.saga.worker import WorkerPool
 from engine.settings import EngineSettings
 from tests.conftest import fast_settings
 from tests.integration.support import step
+from wes_cli.components import ApiComponent
 
 ROLES = ("viewer", "operator", "admin")
 PREFIX = "/api/v1"

@@ -14,9 +14,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from dashboard.component import DashboardComponent
 from engine.persistence.embedded import free_port
 from tests.dashboard.conftest import start, status_of, wait_for
+from wes_cli.components import DashboardComponent
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
 pytestmark = pytest.mark.timeout(120)

@@ -12,13 +12,13 @@ import time
 import pytest
 from click.testing import CliRunner
 
-from engine.cli import cli
 from engine.client import EngineClient
 from engine.domain.waveless import ProcessingStrategy
 from engine.saga.waveless import WavelessProcessingService, new_order_id
 from engine.saga.waveless_controller import ARRIVED_HEADER
 from tests.conftest import fast_settings
 from tests.integration.support import wait_for, wait_ready
+from wes_cli.main import cli
 
 pytestmark = pytest.mark.timeout(90)
 

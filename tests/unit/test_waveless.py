@@ -315,7 +315,7 @@ def _mode(p95: float, tput: float, best: float, lost: int = 0, duplicated: int =
 
 
 def test_the_bench_bar_needs_half_the_p95_at_equal_or_better_throughput_and_nothing_lost() -> None:
-    from engine.bench_waveless import bar_verdict
+    from wes_cli.bench.waveless import bar_verdict
 
     ok = bar_verdict(_mode(5000, 17.0, 36), _mode(100, 19.0, 36), 36)
     assert ok["met"] and ok["waveless_p95_over_fixed_p95"] == 0.02 and not ok["saturated"] and "note" not in ok
@@ -326,7 +326,7 @@ def test_the_bench_bar_needs_half_the_p95_at_equal_or_better_throughput_and_noth
 
 
 def test_the_bench_says_when_the_engine_could_not_serve_the_peak() -> None:
-    from engine.bench_waveless import bar_verdict
+    from wes_cli.bench.waveless import bar_verdict
 
     out = bar_verdict(_mode(20000, 13.0, 14), _mode(12000, 15.0, 16), 36)
     assert out["saturated"] and not out["met"]
@@ -334,7 +334,7 @@ def test_the_bench_says_when_the_engine_could_not_serve_the_peak() -> None:
 
 
 def test_peak_rate_is_the_busiest_window() -> None:
-    from engine.bench_waveless import _peak_rate
+    from wes_cli.bench.waveless import _peak_rate
 
     assert _peak_rate([], 5.0) is None
     times = [0.1 * i for i in range(50)] + [20.0 + i for i in range(5)]  # 50 in 4.9 s, then 5 in 4 s

@@ -18,9 +18,9 @@ import httpx
 
 from engine.domain.policies import ActionRef
 from engine.integration.http_service import HttpServicePort
-from engine.persistence.connection import connect
 from engine.persistence.embedded import EmbeddedRedis, free_port
-from engine.persistence.service_registry import Lease, ServiceRegistry
+from engine.persistence.service_registry import Lease
+from engine.persistence.stores import open_stores
 from engine.ports import StepContext
 from engine.settings import EngineSettings
 
@@ -42,7 +42,7 @@ def run_breaker_bench(calls: int = 2000, redis_url: str | None = None) -> dict[s
         prefix = f"bench-{uuid.uuid4().hex[:8]}"
         settings = EngineSettings(redis_url=redis_url, key_prefix=prefix)
         with SimCluster(redis_url, {"inventory": 1}, prefix=prefix) as cluster:
-            registry = ServiceRegistry(connect(settings), settings)
+            registry = open_stores(settings).services
             registry.apply(cluster.services_config())
             endpoint = registry.endpoint("inventory")
             port = HttpServicePort(registry)

@@ -1,6 +1,7 @@
 """Latency of the control API with many stored workflows, over real HTTP against uvicorn.
 
-    python -m api.bench [--stored 100000] [--requests 2000] [--json]
+    wes bench api [--stored 100000] [--requests 2000] [--json]
+    python -m wes_cli.bench.api [--stored 100000] [--requests 2000] [--json]
 
 Starts its own Redis (embedded, AOF everysec) unless ``REDIS_URL`` is set, stores ``stored``
 workflows under a unique key prefix, all RUNNING (no workers run, so they stay so), starts the API
@@ -29,15 +30,16 @@ from typing import Any
 
 import httpx
 
-from api.component import ApiComponent
-from engine.bench import HANDLER
 from engine.client import EngineClient
 from engine.domain import events as ev
 from engine.domain.instance import WorkflowInstance
 from engine.domain.status import WorkflowStatus
 from engine.persistence.embedded import EmbeddedRedis, free_port
 from engine.persistence.workflow_repository import CommitRequest
+from engine.saga.starting import step_plan
 from engine.settings import EngineSettings
+from wes_cli.bench.throughput import HANDLER
+from wes_cli.components import ApiComponent
 
 DEFINITION = "api-bench"
 BATCH = 500
@@ -53,8 +55,8 @@ def quantile(samples: list[float], q: float) -> float:
 def seed_running(client: EngineClient, count: int) -> float:
     """Store ``count`` RUNNING workflows: a create each, then their WorkflowStarted commits pipelined."""
     definition = client.definitions.get(DEFINITION)
-    svc, repo = client.service, client.repo
-    plan = svc._plan(definition)
+    repo = client.engine.stores.workflows
+    plan = step_plan(definition)
     t0 = time.perf_counter()
     for start in range(0, count, BATCH):
         requests = []
@@ -148,8 +150,9 @@ def run(stored: int, requests: int, redis_url: str | None = None) -> dict[str, A
             server.stop()
             shutil.rmtree(home, ignore_errors=True)
         else:
-            for batch in _batched(client.r.scan_iter(f"{settings.key_prefix}*", count=1000), 1000):
-                client.r.unlink(*batch)
+            conn = client.engine.stores.client
+            for batch in _batched(conn.scan_iter(f"{settings.key_prefix}*", count=1000), 1000):
+                conn.unlink(*batch)
 
 
 def _batched(items, n: int):

@@ -8,9 +8,8 @@ from typing import Any
 
 import click
 
-from engine.cli import App, emit_json, pass_app, principal
-from engine.cli import cli as root
 from engine.errors import EngineError
+from wes_cli.app import App, emit_json, pass_app, principal
 
 ROLES = ("viewer", "operator", "admin")
 
@@ -18,13 +17,13 @@ ROLES = ("viewer", "operator", "admin")
 def _store(app: App) -> Any:
     from api.auth import KeyStore
     from api.settings import ApiSettings
-    from engine.persistence.keys import Keys
+    from engine import ApiStores
 
     client = app.client
-    return KeyStore(client.r, None, Keys(client.settings.key_prefix), ApiSettings(engine=client.settings))
+    return KeyStore(ApiStores(client.engine.stores).api_keys, ApiSettings(engine=client.settings))
 
 
-@root.group()
+@click.group()
 def keys() -> None:
     """Create, list and revoke the control API's keys."""
 

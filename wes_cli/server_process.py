@@ -3,7 +3,7 @@ output in a log file, ready when its health URL answers 200, restarted by ``chec
 stopped with SIGTERM (then killed after a grace period), killed at once by ``kill``.
 
 Subclasses say what to run (``command``, ``environment``) and where it answers (``health_path``);
-the control API (``api.component``) and the dashboard (``dashboard.component``) are two.
+the control API and the dashboard (``wes_cli.components``) are two.
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ from typing import IO, Any
 
 import httpx
 
+from wes_cli.supervisor import Component
+
 STOP_GRACE_S = 10.0
 
 
@@ -25,9 +27,7 @@ class ServerProcessError(RuntimeError):
     pass
 
 
-class ServerProcess:
-    """Duck-compatible with ``engine.cli.Component`` (name, start, check, stop, kill)."""
-
+class ServerProcess(Component):
     name = "server"
     health_path = "/healthz"
     start_timeout = 20.0

@@ -2,7 +2,7 @@
 
 One exporter per engine (per Redis and key prefix) covers every worker on every host: workers flush
 their counters and histograms into Redis, and the exporter reads them there at each scrape (see
-engine/metrics.py). `wes up` runs one too (``--metrics-port``). Registered on `wes` by engine.cli.
+engine/metrics/). `wes up` runs one too (``--metrics-port``).
 """
 
 from __future__ import annotations
@@ -15,12 +15,13 @@ from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import click
-import redis
 
-from engine.cli import App, Component, Supervisor, cli, pass_app, run_until_signalled
 from engine.metrics import build_registry, render
-from engine.persistence.connection import connect
+from engine.persistence.errors import StoreError
+from engine.persistence.stores import Stores, open_stores
 from engine.settings import EngineSettings
+from wes_cli.app import App, pass_app
+from wes_cli.supervisor import Component, Supervisor, run_until_signalled
 
 log = logging.getLogger(__name__)
 
@@ -35,9 +36,9 @@ class _QuietHandler(WSGIRequestHandler):
         pass
 
 
-def metrics_app(client: redis.Redis, prefix: str) -> Callable[[dict, Callable], Iterable[bytes]]:
+def metrics_app(stores: Stores) -> Callable[[dict, Callable], Iterable[bytes]]:
     """WSGI app: ``/metrics`` (the exposition), ``/healthz`` (200 when Redis answers, else 503)."""
-    registry = build_registry(client, prefix)
+    registry = build_registry(stores)
 
     def app(environ: dict, start_response: Callable) -> Iterable[bytes]:
         path = environ.get("PATH_INFO") or "/"
@@ -47,8 +48,8 @@ def metrics_app(client: redis.Redis, prefix: str) -> Callable[[dict, Callable], 
             return [body]
         if path == "/healthz":
             try:
-                ok = bool(client.ping())
-            except (redis.RedisError, OSError):
+                ok = stores.ping()
+            except (StoreError, OSError):
                 ok = False
             body = b"ok\n" if ok else b"redis unreachable\n"
             start_response("200 OK" if ok else "503 Service Unavailable", [("Content-Type", "text/plain")])
@@ -63,9 +64,9 @@ class MetricsServer:
     """The exporter's HTTP server, in a daemon thread."""
 
     def __init__(self, settings: EngineSettings, host: str, port: int, url: str | None = None):
-        self.client = connect(settings, url=url)
+        self.stores = open_stores(settings, url)
         self.host, self.port = host, port
-        self.app = metrics_app(self.client, settings.key_prefix)
+        self.app = metrics_app(self.stores)
         self._server: WSGIServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -108,7 +109,7 @@ class ExporterComponent(Component):
         self.server.stop()
 
 
-@cli.command()
+@click.command()
 @click.option("--metrics-host", "host", metavar="ADDR", help="Address to serve on [$WES_METRICS_HOST, 127.0.0.1].")
 @click.option("--metrics-port", "port", type=click.IntRange(0, 65535), help="Port [$WES_METRICS_PORT, 9464].")
 @pass_app

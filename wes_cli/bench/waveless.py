@@ -45,7 +45,7 @@ from typing import Any
 
 import httpx
 
-from engine.bench import _alive, _delete_keys, _wait_for
+import examples
 from engine.client import EngineClient
 from engine.domain.waveless import Mode, OrderPattern, Pattern, ProcessingStrategy, percentile
 from engine.persistence.embedded import EmbeddedRedis, free_port
@@ -54,9 +54,10 @@ from engine.saga.waveless_controller import ARRIVED_HEADER
 from engine.saga.worker import WorkerPool
 from engine.settings import EngineSettings
 from sim.orders import generate_orders
+from wes_cli.bench.support import alive, delete_keys, wait_for
 
 DEFINITION = "order-fulfillment-http"
-DEFINITION_FILE = Path(__file__).resolve().parent.parent / "examples" / "services" / "order_fulfillment_http.yaml"
+DEFINITION_FILE = Path(examples.__file__).resolve().parent / "services" / "order_fulfillment_http.yaml"
 COMPLETION_TIMEOUT_S = 120.0
 REGISTER_TIMEOUT_S = 30.0
 DEPTH_SAMPLE_S = 0.05
@@ -131,7 +132,7 @@ def run_waveless_bench(
         elif url is not None:
             for prefix in prefixes:
                 with contextlib.suppress(Exception):
-                    _delete_keys(url, prefix)
+                    delete_keys(url, prefix)
         shutil.rmtree(tmp, ignore_errors=True)
 
 
@@ -209,8 +210,8 @@ def _run_mode(
         log = tmp / f"{mode.value}-workers.log"
         pool = WorkerPool(settings, concurrency=workers, log_level="WARNING", grace_seconds=20.0, log_file=str(log))
         pool.start()
-        _wait_for(lambda: len(client.workers()) >= workers, REGISTER_TIMEOUT_S, "workers to register", pool, log=log)
-        _wait_for(lambda: service.store.leader() is not None, REGISTER_TIMEOUT_S, "a release leader", pool, log=log)
+        wait_for(lambda: len(client.workers()) >= workers, REGISTER_TIMEOUT_S, "workers to register", pool, log=log)
+        wait_for(lambda: service.store.leader() is not None, REGISTER_TIMEOUT_S, "a release leader", pool, log=log)
         time.sleep(0.5)  # let every worker finish starting up before the first order
         # The wave schedule starts with the stream.
         service.enable_waveless_mode(ProcessingStrategy(mode, wave_size, wave_interval), by="bench")
@@ -230,7 +231,7 @@ def _run_mode(
                 break
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{mode.value}: {sum(counts.get(s, 0) for s in TERMINAL)} of {n} orders finished")
-            if pool.pids and not all(_alive(p) for p in pool.pids):
+            if pool.pids and not all(alive(p) for p in pool.pids):
                 raise RuntimeError(f"{mode.value}: a worker process died (see {log})")
             time.sleep(0.05)
         stop.set()
@@ -246,7 +247,7 @@ def _run_mode(
             with contextlib.suppress(Exception):
                 pool.stop()
         with contextlib.suppress(Exception):
-            client.r.close()
+            client.engine.stores.client.close()
 
     by_order: dict[str, list[dict[str, Any]]] = {}
     for s in snaps:
@@ -362,10 +363,11 @@ def _cpu_by_role() -> dict[str, float]:
 
 
 def _snapshots(client: EngineClient) -> list[dict[str, Any]]:
-    ids = client.r.zrange(client.repo.keys.by_definition(DEFINITION), 0, -1)
+    stores = client.engine.stores
+    ids = stores.client.zrange(stores.keys.by_definition(DEFINITION), 0, -1)
     out: list[dict[str, Any]] = []
     for i in range(0, len(ids), 500):
-        out.extend(client.repo.snapshots(ids[i : i + 500]))
+        out.extend(stores.workflows.snapshots(ids[i : i + 500]))
     return out
 
 

@@ -1,7 +1,7 @@
 """`wes orders` and `wes waveless`: the continuous order flow and its release controller.
 
-Registered on the main `wes` group by engine.cli. Orders go onto the durable intake; the leader among
-the workers releases them into sagas (``engine/saga/waveless.py``).
+Orders go onto the durable intake; the leader among the workers releases them into sagas
+(``engine/saga/waveless.py``). The demo's order feed (`wes up --demo`) is here too.
 """
 
 from __future__ import annotations
@@ -12,11 +12,13 @@ from typing import Any
 
 import click
 
-from engine.cli import (
+from engine.client import EngineClient
+from engine.domain.waveless import Mode, OrderPattern, Pattern, ProcessingStrategy
+from engine.saga.waveless import WavelessProcessingService
+from sim.orders import generate_orders
+from wes_cli.app import (
     App,
     CliInputError,
-    Component,
-    cli,
     emit_json,
     error_message,
     fmt_time,
@@ -27,10 +29,7 @@ from engine.cli import (
     print_fields,
     table,
 )
-from engine.client import EngineClient
-from engine.domain.waveless import Mode, OrderPattern, Pattern, ProcessingStrategy
-from engine.saga.waveless import WavelessProcessingService
-from sim.orders import generate_orders
+from wes_cli.supervisor import Component
 
 PATTERNS = [p.value for p in Pattern]
 MODES = [m.value for m in Mode]
@@ -49,7 +48,7 @@ def _checked(fn, *args, **kwargs):
 
 
 # ====================================================================== orders
-@cli.group()
+@click.group()
 def orders() -> None:
     """Put orders on the intake the waveless controller releases from."""
 
@@ -107,7 +106,7 @@ def orders_generate(
 
 
 # ====================================================================== waveless
-@cli.group()
+@click.group()
 def waveless() -> None:
     """The release controller: mode, batch size, rate, and why (see `wes waveless status`)."""
 

@@ -6,7 +6,7 @@ or uses ``redis_url`` under a unique key prefix, runs ``workflows`` sagas of ``s
 each enqueuing the next, on default (forking) ``rq worker`` processes. Everything it starts is torn down
 in ``finally``, even on Ctrl-C.
 
-The naive baseline is given its best case: ``rq worker -c engine.bench`` imports this module in the worker
+The naive baseline is given its best case: ``rq worker -c wes_cli.bench.throughput`` imports this module in the worker
 before it forks, so a horse does not import the engine (~0.5 s here) for every job; without that it runs
 at ~2 steps/s per worker and the ratio would mean nothing. (RQ reads a ``-c`` module's UPPERCASE names as
 its settings: none defined here is an RQ setting, so keep it that way.)
@@ -18,7 +18,6 @@ import contextlib
 import math
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -28,16 +27,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import redis
-
 from engine.client import EngineClient
-from engine.persistence.connection import server_version
+from engine.persistence.connection import connect, server_version
 from engine.persistence.embedded import EmbeddedRedis, free_port
 from engine.saga.worker import WorkerPool
 from engine.settings import EngineSettings
+from wes_cli.bench.support import delete_keys, naive_queue, stop_procs, wait_for
 
-HANDLER = "engine.bench:noop"
-NAIVE_FUNC = "engine.bench.naive_step"
+HANDLER = "wes_cli.bench.throughput:noop"
+NAIVE_FUNC = "wes_cli.bench.throughput.naive_step"
 POLL_S = 0.01
 COMPLETION_TIMEOUT_S = 120.0
 REGISTER_TIMEOUT_S = 30.0
@@ -110,14 +108,14 @@ def run_bench(
             url = server.start().url
         settings = EngineSettings(redis_url=url, key_prefix=prefix)
         client = EngineClient(settings)
-        version = ".".join(str(x) for x in server_version(client.r))
+        version = ".".join(str(x) for x in server_version(client.engine.stores.client))
         definition, _ = client.apply_definition(bench_definition(steps))
 
         pool = WorkerPool(
             settings, concurrency=workers, log_level="WARNING", grace_seconds=20.0, log_file=str(tmp / "workers.log")
         )
         pool.start()
-        _wait_for(
+        wait_for(
             lambda: len(client.workers()) >= workers,
             REGISTER_TIMEOUT_S,
             "engine workers to register",
@@ -143,7 +141,7 @@ def run_bench(
         persist = hist.get("state_persistence")
         overhead = hist.get("step_overhead")
 
-        naive_sps, naive_elapsed = _naive_bench(url, prefix, naive_n, steps, workers, tmp, rq_procs)
+        naive_sps, naive_elapsed = _naive_bench(settings, prefix, naive_n, steps, workers, tmp, rq_procs)
 
         steps_per_s = n_done * steps / span if n_done else 0.0
         result: dict[str, Any] = {
@@ -183,16 +181,16 @@ def run_bench(
         if pool is not None:
             with contextlib.suppress(Exception):
                 pool.stop()
-        _stop_procs(rq_procs)
+        stop_procs(rq_procs)
         if client is not None:
             with contextlib.suppress(Exception):
-                client.r.close()
+                client.engine.stores.client.close()
         if server is not None:
             with contextlib.suppress(Exception):
                 server.stop()
         elif url is not None:
             with contextlib.suppress(Exception):
-                _delete_keys(url, prefix)
+                delete_keys(url, prefix)
         shutil.rmtree(tmp, ignore_errors=True)
 
 
@@ -234,29 +232,26 @@ def _wait_completion(client: EngineClient, n: int) -> dict[str, int]:
 def _read_snapshots(client: EngineClient, ids: Sequence[str]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for i in range(0, len(ids), SNAPSHOT_BATCH):
-        out.extend(client.repo.snapshots(ids[i : i + SNAPSHOT_BATCH]))
+        out.extend(client.engine.stores.workflows.snapshots(ids[i : i + SNAPSHOT_BATCH]))
     return out
 
 
 # ---------------------------------------------------------------------------------------- naive RQ
-def _naive_queue(run: str) -> str:
-    return f"{run}-naive"
-
-
 def _naive_done_key(run: str) -> str:
     return f"{run}:naive:done"
 
 
 def _naive_bench(
-    url: str, run: str, n: int, steps: int, workers: int, tmp: Path, procs: list[subprocess.Popen]
+    settings: EngineSettings, run: str, n: int, steps: int, workers: int, tmp: Path, procs: list[subprocess.Popen]
 ) -> tuple[float, float]:
     """Steps/s of one plain RQ job per step on ``workers`` default (forking) ``rq worker`` processes."""
     if n <= 0:
         return 0.0, 0.0
     from rq import Queue, Worker
 
-    conn = redis.Redis.from_url(url)
-    qname = _naive_queue(run)
+    url = str(settings.redis_url)
+    conn = connect(settings, decode=False, url=url)  # RQ stores bytes
+    qname = naive_queue(run)
     queue = Queue(qname, connection=conn)
     rq_bin = str(Path(sys.executable).parent / "rq")
     with open(tmp / "rq-workers.log", "ab") as log:
@@ -276,7 +271,7 @@ def _naive_bench(
     def registered() -> bool:
         return len(Worker.all(queue=queue)) >= workers
 
-    _wait_for(registered, REGISTER_TIMEOUT_S, "rq workers to register", None, procs, log=tmp / "rq-workers.log")
+    wait_for(registered, REGISTER_TIMEOUT_S, "rq workers to register", None, procs, log=tmp / "rq-workers.log")
     done_key = _naive_done_key(run)
     conn.delete(done_key)
     t0 = time.perf_counter()
@@ -288,85 +283,8 @@ def _naive_bench(
             raise TimeoutError(f"naive RQ baseline: {conn.get(done_key) or 0} of {n} workflows done")
         time.sleep(POLL_S)
     elapsed = time.perf_counter() - t0
-    _stop_procs(procs)
+    stop_procs(procs)
     return n * steps / elapsed, elapsed
-
-
-# ---------------------------------------------------------------------------------------- helpers
-def _wait_for(
-    cond,
-    timeout: float,
-    what: str,
-    pool: WorkerPool | None,
-    procs: Sequence[subprocess.Popen] = (),
-    log: Path | None = None,
-) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        dead = [p for p in procs if p.poll() is not None]
-        if pool is not None:
-            dead += [pid for pid in pool.pids if not _alive(pid)]
-        if dead or time.monotonic() > deadline:
-            tail = ""
-            if log is not None:
-                with contextlib.suppress(OSError):
-                    tail = "\n" + "\n".join(log.read_text(errors="replace").splitlines()[-20:])
-            problem = "a process exited" if dead else f"none after {timeout:g} s"
-            raise RuntimeError(f"waiting for {what}: {problem}{tail}")
-        time.sleep(0.05)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie (exited, not yet reaped) still answers kill(0); check its state.
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return True
-
-
-def _stop_procs(procs: list[subprocess.Popen], grace: float = 10.0) -> None:
-    for p in procs:
-        if p.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                p.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    for p in procs:
-        try:
-            p.wait(max(0.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            p.kill()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                p.wait(5)
-    procs.clear()
-
-
-def _delete_keys(url: str, prefix: str) -> None:
-    """Remove the bench's keys from an external server (SCAN: fine in a bench, never on a hot path):
-    the engine's keys under the prefix, the RQ keys of its two queues (queue, registries, the jobs they
-    still reference) and the queues' entries in RQ's set of queues."""
-    conn = redis.Redis.from_url(url, decode_responses=True)
-    try:
-        rq_keys = list(conn.scan_iter(match=f"rq:*{prefix}*", count=1000))
-        job_ids: set[str] = set()
-        for key in rq_keys:
-            kind = conn.type(key)
-            if kind == "list" and key.startswith("rq:queue:"):
-                job_ids.update(conn.lrange(key, 0, -1))
-            elif kind == "zset" and not key.startswith("rq:executions:"):
-                job_ids.update(conn.zrange(key, 0, -1))
-        doomed = [*rq_keys, *(f"rq:{kind}:{jid}" for jid in job_ids for kind in ("job", "results", "executions"))]
-        doomed += conn.scan_iter(match=f"{prefix}*", count=1000)
-        for i in range(0, len(doomed), 500):
-            conn.delete(*doomed[i : i + 500])
-        conn.srem("rq:queues", f"rq:queue:{prefix}", f"rq:queue:{_naive_queue(prefix)}")
-    finally:
-        conn.close()
 
 
 def _cpu_seconds(pids: Sequence[int]) -> float | None:
@@ -384,7 +302,7 @@ def _cpu_seconds(pids: Sequence[int]) -> float | None:
 
 
 def _redis_cpu_seconds(client: EngineClient) -> float | None:
-    info = client.r.info("cpu")
+    info = client.engine.stores.client.info("cpu")
     try:
         return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
     except (KeyError, ValueError):

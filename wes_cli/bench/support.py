@@ -1,0 +1,97 @@
+"""What the benches share: waiting for the processes they start, stopping them, and removing what a
+run left on an external Redis server."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from engine.persistence.connection import connect
+from engine.saga.worker import WorkerPool
+from engine.settings import EngineSettings
+
+
+def naive_queue(run: str) -> str:
+    """The RQ queue of the naive RQ-job-per-step baseline of bench run ``run``."""
+    return f"{run}-naive"
+
+
+def wait_for(
+    cond: Callable[[], bool],
+    timeout: float,
+    what: str,
+    pool: WorkerPool | None,
+    procs: Sequence[subprocess.Popen] = (),
+    log: Path | None = None,
+) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        dead = [p for p in procs if p.poll() is not None]
+        if pool is not None:
+            dead += [pid for pid in pool.pids if not alive(pid)]
+        if dead or time.monotonic() > deadline:
+            tail = ""
+            if log is not None:
+                with contextlib.suppress(OSError):
+                    tail = "\n" + "\n".join(log.read_text(errors="replace").splitlines()[-20:])
+            problem = "a process exited" if dead else f"none after {timeout:g} s"
+            raise RuntimeError(f"waiting for {what}: {problem}{tail}")
+        time.sleep(0.05)
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie (exited, not yet reaped) still answers kill(0); check its state.
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def stop_procs(procs: list[subprocess.Popen], grace: float = 10.0) -> None:
+    for p in procs:
+        if p.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                p.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for p in procs:
+        try:
+            p.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                p.wait(5)
+    procs.clear()
+
+
+def delete_keys(url: str, prefix: str) -> None:
+    """Remove the bench's keys from an external server (SCAN: fine in a bench, never on a hot path):
+    the engine's keys under the prefix, the RQ keys of its two queues (queue, registries, the jobs they
+    still reference) and the queues' entries in RQ's set of queues."""
+    conn = connect(EngineSettings(redis_url=url, key_prefix=prefix), url=url)
+    try:
+        rq_keys = list(conn.scan_iter(match=f"rq:*{prefix}*", count=1000))
+        job_ids: set[str] = set()
+        for key in rq_keys:
+            kind = conn.type(key)
+            if kind == "list" and key.startswith("rq:queue:"):
+                job_ids.update(conn.lrange(key, 0, -1))
+            elif kind == "zset" and not key.startswith("rq:executions:"):
+                job_ids.update(conn.zrange(key, 0, -1))
+        doomed = [*rq_keys, *(f"rq:{kind}:{jid}" for jid in job_ids for kind in ("job", "results", "executions"))]
+        doomed += conn.scan_iter(match=f"{prefix}*", count=1000)
+        for i in range(0, len(doomed), 500):
+            conn.delete(*doomed[i : i + 500])
+        conn.srem("rq:queues", f"rq:queue:{prefix}", f"rq:queue:{naive_queue(prefix)}")
+    finally:
+        conn.close()
