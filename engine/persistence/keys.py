@@ -172,7 +172,7 @@ class Keys:
     def stats_index(self) -> str:  # ZSET interval start -> interval start
         return f"{self.prefix}:stats:index"
 
-    # --- Prometheus metrics (engine/metrics.py)
+    # --- Prometheus metrics (engine/metrics/, written and read by engine/persistence/metrics_store.py)
     @cached_property
     def metrics(self) -> str:  # HASH cumulative counters and histogram buckets of every process, never
         return f"{self.prefix}:metrics"  # reset: c|<counter>, h|<hist>|<labels...>|<bucket>, s|<hist>|<labels...>
