@@ -15,8 +15,8 @@ How the numbers travel (see README, "Metrics"):
    engine's stores (workflows by status, the attention backlog, workflows past their deadline,
    breakers, instance health and load, queues, the waveless controller, worker heartbeats) and
    yields Prometheus metric families. ``wes exporter`` serves it; the API can serve the same
-   (:func:`build_registry`, :func:`render`). A scrape costs a few pipelined round trips, O(series),
-   never O(workflows).
+   (:func:`build_registry`, :func:`render`). A scrape costs about a dozen round trips (one per store
+   read, each pipelined), O(series), never O(workflows).
 """
 
 from engine.metrics.catalogue import (
