@@ -17,7 +17,8 @@ from engine.domain.instance import WorkflowInstance
 from engine.domain.status import WorkflowStatus
 from engine.errors import ConcurrencyConflict, EngineError, LeaseLost, WorkflowNotFound
 from engine.persistence import scripts
-from engine.persistence.codec import decode_event, decode_instance, encode_event, encode_instance, loads
+from engine.persistence.codec import decode_instance, encode_event, encode_instance, loads
+from engine.persistence.event_stream import decode_entry
 from engine.persistence.fastpath import runner_for
 from engine.persistence.keys import Keys
 from engine.settings import EngineSettings
@@ -466,7 +467,8 @@ class WorkflowRepository:
         rows = self.r.xrange(self.keys.events(wid), min=after if after == "-" else f"({after}", count=count)
         if not rows and not self.r.exists(self.keys.state(wid)):
             raise WorkflowNotFound(wid)
-        return [(entry_id, int(fields["v"]), decode_event(fields["t"], fields["d"])) for entry_id, fields in rows]
+        entries = (decode_entry(entry_id, fields, wid) for entry_id, fields in rows)
+        return [(e.id, e.version, e.event()) for e in entries]
 
     def event_versions(self, wid: str) -> list[int]:
         return [int(fields["v"]) for _, fields in self.r.xrange(self.keys.events(wid))]
