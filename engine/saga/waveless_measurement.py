@@ -41,7 +41,7 @@ class LatencyWindow:
             hist, counters = self.stats.read(start, start)
             h = hist.get(self.metric)
             buckets = dict(h.buckets) if h is not None else {}
-            done = sum(n for name, n in counters.items() if name.startswith("workflows_finished|"))
+            done = sum(n for series, n in counters.items() if series.name == "workflows_finished")
             prev_buckets, prev_done = self._seen.get(start, ({}, 0))
             for b, n in buckets.items():
                 if n > prev_buckets.get(b, 0):
