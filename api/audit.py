@@ -1,6 +1,6 @@
 """The audit log: every control action (each non-GET request under /api/v1 by a known key) is one
-entry of a capped Redis stream: who (key id, role, key name; never the key), what (action, method,
-path, target ids, parameters), when, and the result (status, error code and message).
+entry of a capped stream (``engine.AuditStore``): who (key id, role, key name; never the key), what
+(action, method, path, target ids, parameters), when, and the result (status, error code and message).
 
 The entry is written before the response's last byte is sent, so a client that got its answer finds
 the action in the log.
@@ -12,13 +12,11 @@ import json
 import time
 from typing import Any
 
-import redis
-import redis.asyncio as aioredis
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.auth import Principal
-from engine.persistence.keys import Keys
+from engine import AuditStore
 
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 JSON_FIELDS = frozenset({"target", "params"})
@@ -36,12 +34,12 @@ def note(request: Request, *, target: Any = None, **params: Any) -> None:
 
 
 class AuditLog:
-    def __init__(self, r: redis.Redis, ar: aioredis.Redis, keys: Keys, maxlen: int):
-        self.r, self.ar, self.key, self.maxlen = r, ar, keys.api_audit, maxlen
+    def __init__(self, store: AuditStore, maxlen: int):
+        self.store, self.maxlen = store, maxlen
 
     async def append(self, entry: dict[str, Any]) -> str:
         fields = {k: json.dumps(v, default=str) if k in JSON_FIELDS else str(v) for k, v in entry.items()}
-        return await self.ar.xadd(self.key, fields, maxlen=self.maxlen, approximate=True)
+        return await self.store.append(fields, self.maxlen)
 
     def read(
         self,
@@ -55,14 +53,12 @@ class AuditLog:
     ) -> tuple[list[dict[str, Any]], str | None]:
         """Newest first; the cursor is the id of the last entry returned (exclusive)."""
         out: list[dict[str, Any]] = []
-        if before is not None and before.strip("0-") == "":
-            return out, None  # nothing is older than 0-0
-        upper = f"({before}" if before else "+"
+        cursor = before or None
         scanned = 0
         budget = limit * SCAN_FACTOR
         last_id: str | None = None
         while len(out) < limit and scanned < budget:
-            rows = self.r.xrevrange(self.key, max=upper, min="-", count=min(500, budget - scanned))
+            rows = self.store.before(cursor, min(500, budget - scanned))
             if not rows:
                 last_id = None
                 break
@@ -74,12 +70,12 @@ class AuditLog:
                     out.append(item)
                     if len(out) == limit:
                         break
-            upper = f"({last_id}"
-        more = last_id is not None and bool(self.r.xrevrange(self.key, max=f"({last_id}", min="-", count=1))
+            cursor = last_id
+        more = last_id is not None and bool(self.store.before(last_id, 1))
         return out, last_id if more else None
 
     def size(self) -> int:
-        return int(self.r.xlen(self.key))
+        return self.store.size()
 
 
 def decode(entry_id: str, fields: dict[str, str]) -> dict[str, Any]:

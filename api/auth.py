@@ -5,7 +5,7 @@ A key is only ever stored hashed: HMAC-SHA256 under a random per-key salt, compa
 
 - ``WES_API_KEYS``: comma-separated ``role:key`` pairs, hashed when loaded (ids ``env-1``, ``env-2``...);
 - ``WES_API_KEYS_FILE``: one ``role:key`` or ``role:sha256:<salt hex>:<digest hex>`` per line (``file-N``);
-- Redis (``keys.api_keys``): created by an admin through the API, or by ``ensure_admin_key``. These
+- Redis (``engine.ApiKeyStore``): created by an admin through the API, or by ``ensure_admin_key``. These
   have the form ``wes_<id>_<secret>``; the id finds the record in one lookup, the secret is checked
   against its hash.
 
@@ -27,20 +27,15 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import redis
-import redis.asyncio as aioredis
-
 from api.errors import conflict
 from api.settings import ApiSettings
-from engine import ConfigurationError, NotFound
-from engine.persistence.keys import Keys
+from engine import ApiKeyStore, ApiStores, ConfigurationError, NotFound
 
 if TYPE_CHECKING:
     from engine import EngineClient
 
 KEY_FORMAT = re.compile(r"wes_([0-9a-f]{12})_([A-Za-z0-9_-]{20,})")
 CACHE_MAX = 10_000
-BOOTSTRAP_LOCK_MS = 10_000
 
 
 class Role(StrEnum):
@@ -185,8 +180,8 @@ def make_key(role: Role, name: str, created_by: str) -> tuple[StoredKey, str]:
 class KeyStore:
     """Verifies presented keys (async, on the request path) and manages stored ones (sync, admin)."""
 
-    def __init__(self, r: redis.Redis, ar: aioredis.Redis, keys: Keys, settings: ApiSettings):
-        self.r, self.ar, self.keys = r, ar, keys
+    def __init__(self, store: ApiKeyStore, settings: ApiSettings):
+        self.store = store
         self.settings = settings
         self.configured = configured_keys(settings)
         self._cache: dict[bytes, tuple[float, Principal]] = {}
@@ -215,7 +210,7 @@ class KeyStore:
         m = KEY_FORMAT.fullmatch(presented)
         if m is None:
             return None
-        raw = await self.ar.hget(self.keys.api_keys, m.group(1))
+        raw = await self.store.find(m.group(1))
         if raw is None:
             return None
         stored = StoredKey.from_record(m.group(1), raw)
@@ -223,7 +218,7 @@ class KeyStore:
 
     # ------------------------------------------------------------------ management (admin)
     def stored(self) -> list[StoredKey]:
-        raw = self.r.hgetall(self.keys.api_keys)
+        raw = self.store.records()
         return sorted((StoredKey.from_record(k, v) for k, v in raw.items()), key=lambda k: k.created_at or 0)
 
     def all(self) -> list[StoredKey]:
@@ -231,15 +226,15 @@ class KeyStore:
 
     def create(self, role: Role, name: str, created_by: str) -> tuple[StoredKey, str]:
         stored, key = make_key(role, name, created_by)
-        self.r.hset(self.keys.api_keys, stored.key_id, stored.record())
+        self.store.put(stored.key_id, stored.record())
         return stored, key
 
     def revoke(self, key_id: str) -> StoredKey:
         for key in self.configured:
             if key.key_id == key_id:
                 raise conflict(f"key {key_id} comes from the {key.source} configuration; remove it there")
-        raw = self.r.hget(self.keys.api_keys, key_id)
-        if raw is None or not self.r.hdel(self.keys.api_keys, key_id):
+        raw = self.store.remove(key_id)
+        if raw is None:
             raise KeyNotFound(key_id)
         self._cache.clear()
         return StoredKey.from_record(key_id, raw)
@@ -256,20 +251,8 @@ def ensure_admin_key(client: EngineClient, settings: ApiSettings | None = None) 
     settings = settings or ApiSettings(engine=client.settings)
     if configured_keys(settings):
         return None
-    keys = Keys(client.settings.key_prefix)
-    if client.r.hlen(keys.api_keys):
-        return None
-    token = secrets.token_hex(8)
-    if not client.r.set(keys.api_bootstrap, token, nx=True, px=BOOTSTRAP_LOCK_MS):
-        return None  # another `wes up` is creating it right now
-    try:
-        if client.r.hlen(keys.api_keys):
-            return None
-        stored, key = make_key(Role.ADMIN, "first admin key (wes up)", "wes up")
-        client.r.hset(keys.api_keys, stored.key_id, stored.record())
-        return key
-    finally:
-        client.r.delete(keys.api_bootstrap)
+    stored, key = make_key(Role.ADMIN, "first admin key (wes up)", "wes up")
+    return key if ApiStores(client.engine.stores).api_keys.put_first(stored.key_id, stored.record()) else None
 
 
 def key_summary(key: StoredKey) -> dict[str, Any]:

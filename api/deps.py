@@ -10,8 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-import redis
-import redis.asyncio as aioredis
 from fastapi import Depends, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -23,9 +21,7 @@ from api.errors import ApiProblem, forbidden, unauthenticated
 from api.observability import ApiMetrics
 from api.ratelimit import RateLimiter
 from api.settings import ApiSettings
-from engine import EngineClient
-from engine.persistence.keys import Keys
-from engine.saga.waveless import WavelessProcessingService
+from engine import ApiStores, EngineClient, WavelessProcessingService
 
 
 @dataclass
@@ -34,18 +30,13 @@ class Services:
 
     settings: ApiSettings
     engine: EngineClient
-    keys: Keys
-    aredis: aioredis.Redis
+    stores: ApiStores
     keystore: KeyStore
     limiter: RateLimiter
     audit: AuditLog
     waveless: WavelessProcessingService
     registry: CollectorRegistry
     metrics: ApiMetrics
-
-    @property
-    def redis(self) -> redis.Redis:
-        return self.engine.r
 
 
 def get_services(request: Request) -> Services:

@@ -31,7 +31,6 @@ from contextlib import contextmanager
 from http import HTTPStatus
 from typing import Any
 
-import redis
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
@@ -47,6 +46,8 @@ from engine import (
     IllegalTransition,
     InputValidationError,
     NotFound,
+    StoreError,
+    StoreUnavailable,
 )
 
 PROBLEM_JSON = "application/problem+json"
@@ -125,7 +126,7 @@ def to_problem(exc: BaseException) -> ApiProblem:
             if isinstance(exc, IllegalTransition):
                 extra.update(current=exc.current, target=exc.target)
             return ApiProblem(status, code, str(exc), **extra)
-    if isinstance(exc, redis.ConnectionError | redis.TimeoutError):
+    if isinstance(exc, StoreUnavailable):
         return unavailable(f"Redis is unreachable: {exc}")
     if isinstance(exc, EngineError):
         return ApiProblem(422, "engine-error", str(exc))
@@ -187,7 +188,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _on_http)  # type: ignore[arg-type]
     app.add_exception_handler(ApiProblem, _on_problem)
     app.add_exception_handler(EngineError, _on_problem)
-    app.add_exception_handler(redis.RedisError, _on_problem)
+    app.add_exception_handler(StoreError, _on_problem)
     app.add_exception_handler(Exception, _on_problem)
 
 

@@ -16,7 +16,6 @@ from fastapi import APIRouter, Depends, FastAPI
 from fastapi.routing import APIRoute
 
 from api import errors
-from api.aredis import connect_async
 from api.audit import AuditLog, AuditMiddleware
 from api.auth import KeyStore
 from api.deps import Services, strict_query
@@ -24,11 +23,9 @@ from api.observability import VERSION, MetricsMiddleware, metrics_registry
 from api.operations import OperationIndex
 from api.ratelimit import RateLimiter
 from api.routes import audit, definitions, events, health, keys, services, sla, waveless, workflows
-from api.schemas import Problem
+from api.schemas.base import Problem
 from api.settings import ApiSettings
-from engine import EngineClient
-from engine.persistence.keys import Keys
-from engine.saga.waveless import WavelessProcessingService
+from engine import ApiStores, EngineClient, WavelessProcessingService
 
 PREFIX = "/api/v1"
 log = logging.getLogger(__name__)
@@ -56,17 +53,15 @@ def _operation_id(route: APIRoute) -> str:
 
 def build_services(settings: ApiSettings) -> Services:
     engine = EngineClient(settings.engine)
-    keys = Keys(settings.engine.key_prefix)
-    aredis = connect_async(settings.engine, engine.url)
-    registry, metrics = metrics_registry(engine.r, settings.engine.key_prefix, settings.metrics_engine)
+    stores = ApiStores(engine.engine.stores)
+    registry, metrics = metrics_registry(engine, settings.metrics_engine)
     return Services(
         settings=settings,
         engine=engine,
-        keys=keys,
-        aredis=aredis,
-        keystore=KeyStore(engine.r, aredis, keys, settings),
-        limiter=RateLimiter(aredis, keys, settings.rate_limit_per_second, settings.rate_limit_burst),
-        audit=AuditLog(engine.r, aredis, keys, settings.audit_maxlen),
+        stores=stores,
+        keystore=KeyStore(stores.api_keys, settings),
+        limiter=RateLimiter(stores.rate_limits, settings.rate_limit_per_second, settings.rate_limit_burst),
+        audit=AuditLog(stores.audit, settings.audit_maxlen),
         waveless=WavelessProcessingService.from_engine(engine.engine, name="api"),
         registry=registry,
         metrics=metrics,
@@ -80,7 +75,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         yield
-        await state.aredis.aclose()
+        await state.stores.aclose()
         try:
             state.engine.flush_stats()
         except Exception as exc:  # Redis gone at shutdown: the last second of start latencies is lost

@@ -6,12 +6,10 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-import redis
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from engine.metrics import build_registry
-from engine.metrics import render as render_registry
+from engine import EngineClient, build_registry
 
 if TYPE_CHECKING:
     from api.deps import Services
@@ -34,13 +32,13 @@ class ApiMetrics:
         self.sse_clients = Gauge("wes_api_sse_clients", "Live feed (SSE) connections open.", registry=registry)
 
 
-def metrics_registry(r: redis.Redis, prefix: str, engine: bool) -> tuple[CollectorRegistry, ApiMetrics]:
-    registry = build_registry(r, prefix) if engine else CollectorRegistry(auto_describe=False)
+def metrics_registry(client: EngineClient, with_engine: bool) -> tuple[CollectorRegistry, ApiMetrics]:
+    registry = build_registry(client.engine.stores) if with_engine else CollectorRegistry(auto_describe=False)
     return registry, ApiMetrics(registry)
 
 
 def render(services: Services) -> tuple[bytes, str]:
-    return render_registry(services.registry)
+    return generate_latest(services.registry), CONTENT_TYPE_LATEST
 
 
 class MetricsMiddleware:

@@ -1,13 +1,13 @@
 """SLA compliance and time series from the engine's 10-second stats rollups (kept two days in Redis),
 so charts work without Prometheus. Pure: takes what ``EngineClient.stats`` / ``stats_series`` return.
 
-The SLA table is the engine's (``engine.metrics.SLA_TARGETS``): per row, the histogram whose share at
+The SLA table is the engine's (``engine.SLA_TARGETS``): per row, the histogram whose share at
 the seed's target is the compliance, and our tighter bar (a p99 on the same or an overhead histogram).
 Rollup histograms are log-scale with 5 %-wide buckets: shares and quantiles are within 5 %.
 
 Counters labelled by a service rather than a definition (``LABELLED_FAMILIES``: breaker trips, and
-the per-service call outcomes ``service_calls|<service>|ok|failed|refused`` the workers' service port
-counts) are never filtered by ``definition`` and are also given per point by service (``by_service``).
+the per-service call outcomes ``service_calls`` (service, ok | failed | refused) the workers' service
+port counts) are never filtered by ``definition`` and are also given per point by service (``by_service``).
 """
 
 from __future__ import annotations
@@ -16,16 +16,24 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from engine.integration.http_service import CALLS
-from engine.metrics import BAR_QUANTILE, COUNTERS, HISTOGRAMS, SLA_TARGETS
-from engine.stats import LogHistogram, merge_all
+from engine import (
+    BAR_QUANTILE,
+    BREAKER_TRIPS,
+    COUNTERS,
+    HISTOGRAMS,
+    SERVICE_CALLS,
+    SLA_TARGETS,
+    LogHistogram,
+    merge_all,
+)
 
 INTERVAL_S = 10
 MAX_POINTS = 720
 SAMPLE_OF = {spec.name: key for key, spec in HISTOGRAMS.items()}
 """Prometheus histogram name -> the sample name the rollups use."""
-OUTCOME_FAMILIES = frozenset(k for k, spec in COUNTERS.items() if spec.outcomes) | {"steps", "compensations", CALLS}
-LABELLED_FAMILIES = {"breaker_trips": "service", CALLS: "service"}
+PROMETHEUS_OUTCOMES = frozenset(k for k, spec in COUNTERS.items() if spec.outcomes)
+OUTCOME_FAMILIES = PROMETHEUS_OUTCOMES | {"steps", "compensations", SERVICE_CALLS}
+LABELLED_FAMILIES = {BREAKER_TRIPS: "service", SERVICE_CALLS: "service"}
 """Counter families whose label is a service (not a definition)."""
 QUANTILES = (("p50_s", 0.5), ("p90_s", 0.9), ("p95_s", 0.95), ("p99_s", 0.99))
 """The quantiles of an SLA row (p90 kept for older clients; the dashboard shows p95 and p99)."""
@@ -74,21 +82,24 @@ def compliance_report(hists: Mapping[str, LogHistogram]) -> list[dict[str, Any]]
     return out
 
 
-def series_key(counter: str) -> tuple[str, str | None] | None:
-    """``steps|order|charge|failed`` -> (``steps.failed``, ``order``); the label is the definition
-    (or the service of a breaker trip or a service call: ``service_calls|payment|ok`` ->
-    (``service_calls.ok``, ``payment``))."""
-    parts = counter.split("|")
-    family = parts[0]
-    if family in OUTCOME_FAMILIES and len(parts) >= 3:
-        return f"{family}.{parts[-1]}", parts[1]
-    if len(parts) >= 2:
-        return family, parts[1]
+Counter = tuple[str, tuple[str, ...]]
+"""A rollup counter's series (``engine.stats.Series``): its family and label values."""
+
+
+def series_key(counter: Counter) -> tuple[str, str | None] | None:
+    """``("steps", ("order", "charge", "failed"))`` -> (``steps.failed``, ``order``); the label is the
+    definition (or the service of a breaker trip or a service call: ``("service_calls", ("payment",
+    "ok"))`` -> (``service_calls.ok``, ``payment``))."""
+    family, labels = counter
+    if family in OUTCOME_FAMILIES and len(labels) >= 2:
+        return f"{family}.{labels[-1]}", labels[0]
+    if labels:
+        return family, labels[0]
     return family, None
 
 
 def build_series(
-    rows: Sequence[tuple[int, Mapping[str, LogHistogram], Mapping[str, int]]],
+    rows: Sequence[tuple[int, Mapping[str, LogHistogram], Mapping[Counter, int]]],
     since: float,
     until: float,
     step_s: int,
@@ -96,7 +107,7 @@ def build_series(
 ) -> tuple[list[dict[str, Any]], dict[str, dict[str, int]]]:
     """Points every ``step_s`` from ``since`` (aligned down) to ``until``, empty steps included."""
     first = int(since) // step_s * step_s
-    buckets: dict[int, list[tuple[Mapping[str, LogHistogram], Mapping[str, int]]]] = defaultdict(list)
+    buckets: dict[int, list[tuple[Mapping[str, LogHistogram], Mapping[Counter, int]]]] = defaultdict(list)
     for start, hist, counters in rows:
         if since - INTERVAL_S < start <= until:
             buckets[max(first, start // step_s * step_s)].append((hist, counters))

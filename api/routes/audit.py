@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 
 from api.deps import Operator, ServicesDep
 from api.errors import READ
-from api.schemas import AuditPage
+from api.schemas.access import AuditPage
 
 router = APIRouter(prefix="/audit", tags=["audit"])
 

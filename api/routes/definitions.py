@@ -9,7 +9,7 @@ from fastapi import APIRouter, Body, Path, Request, Response, status
 from api import audit, views
 from api.deps import Admin, EngineDep, Viewer
 from api.errors import CONTROL, READ, not_found, problems, reading
-from api.schemas import (
+from api.schemas.definitions import (
     DefinitionApplied,
     DefinitionSummary,
     DefinitionValidation,

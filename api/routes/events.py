@@ -10,11 +10,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
-from api import feed
 from api.deps import ServicesDep, Viewer
 from api.errors import READ, not_found, problems
-from api.schemas import FeedPage
-from engine.domain.events import event_types
+from api.schemas.events import FeedPage
+from engine import event_types
 
 router = APIRouter(prefix="/events", tags=["events"])
 StreamId = Annotated[str | None, Query(pattern=r"^\d{1,16}-\d{1,10}$", description="Stream id to read after")]
@@ -28,35 +27,29 @@ TypeFilter = Annotated[list[EventType] | None, Query(alias="type", description="
 RETRY_MS = 2000
 
 
-async def source(services: ServicesDep, workflow_id: WorkflowFilter = None) -> str:
-    """The stream to read: the global feed, or the workflow's own (404 for an unknown workflow)."""
-    if workflow_id is None:
-        return services.keys.feed
-    if not await services.aredis.exists(services.keys.state(workflow_id)):
+async def source(services: ServicesDep, workflow_id: WorkflowFilter = None) -> str | None:
+    """The workflow whose own stream to read, or None for the global feed (404 for an unknown workflow)."""
+    if workflow_id is not None and not await services.stores.feed.workflow_exists(workflow_id):
         raise not_found(f"no workflow with id {workflow_id!r}")
-    return services.keys.events(workflow_id)
+    return workflow_id
 
 
-Source = Annotated[str, Depends(source)]
+Source = Annotated[str | None, Depends(source)]
 
 
 @router.get("", response_model=FeedPage, responses={**READ, **problems(404)}, summary="Recent domain events")
 def recent_events(
     services: ServicesDep,
     _: Viewer,
-    stream: Source,
+    workflow: Source,
     after: StreamId = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    workflow_id: WorkflowFilter = None,
     types: TypeFilter = None,
 ) -> Any:
     """Without `after`: the newest `limit` events (oldest first). With it: the events after it. Poll
     with `after=last_id` to follow."""
-    items, last = feed.recent(
-        services.redis, stream, after=after, limit=limit, workflow_id=workflow_id,
-        types=set(types or ()),
-    )  # fmt: skip
-    return {"items": items, "last_id": last or after}
+    items, last = services.stores.feed.recent(workflow, after=after, limit=limit, types=set(types or ()))
+    return {"items": [e.as_dict() for e in items], "last_id": last or after}
 
 
 @router.get(
@@ -69,8 +62,7 @@ async def stream_events(
     request: Request,
     services: ServicesDep,
     _: Viewer,
-    stream: Source,
-    workflow_id: WorkflowFilter = None,
+    workflow: Source,
     types: TypeFilter = None,
     last_event_id: Annotated[str | None, Header(pattern=r"^\d{1,16}-\d{1,10}$")] = None,
     after: StreamId = None,
@@ -80,19 +72,17 @@ async def stream_events(
     (the `FeedEvent` shape). Without Last-Event-ID or `after`, only events from now on."""
     sent = 0
     yield ServerSentEvent(comment="connected", retry=RETRY_MS)
-    async for event in feed.follow(
-        services.aredis,
-        stream,
+    async for event in services.stores.feed.follow(
+        workflow,
         last_id=last_event_id or after or "$",
         block_ms=services.settings.sse_block_ms,
-        workflow_id=workflow_id,
         types=set(types or ()),
     ):
         if event is None:
             if await request.is_disconnected():
                 return
             continue
-        yield ServerSentEvent(id=event["id"], event=event["type"] or "event", data=event)
+        yield ServerSentEvent(id=event.id, event=event.type or "event", data=event.as_dict())
         sent += 1
         if max_events is not None and sent >= max_events:
             return

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from api import observability
 from api.deps import ServicesDep, Viewer
 from api.errors import READ
-from api.schemas import ApiInfo, Health, Readiness, WorkerView
+from api.schemas.health import ApiInfo, Health, Readiness, WorkerView
 
 root = APIRouter(tags=["health"])
 router = APIRouter(tags=["info"])
@@ -31,9 +31,9 @@ async def healthz() -> Any:
 )
 async def readyz(services: ServicesDep) -> Any:
     try:
-        await services.aredis.ping()
+        await services.stores.ping()
         cutoff = int((time.time() - WORKER_ALIVE_S) * 1000)
-        workers = int(await services.aredis.zcount(services.keys.workers, cutoff, "+inf"))
+        workers = await services.stores.live_worker_count(cutoff)
         redis_ok = True
         detail = "ready" if workers else f"no worker has sent a heartbeat in the last {WORKER_ALIVE_S:g}s"
     except Exception as exc:
@@ -82,5 +82,4 @@ def info(services: ServicesDep, principal: Viewer) -> Any:
 @router.get("/workers", response_model=list[WorkerView], responses=READ, summary="Workers with a recent heartbeat")
 def workers(services: ServicesDep, _: Viewer) -> Any:
     cutoff = int((time.time() - WORKER_ALIVE_S) * 1000)
-    rows = services.redis.zrangebyscore(services.keys.workers, cutoff, "+inf", withscores=True)
-    return [{"name": name, "last_seen": score / 1000.0} for name, score in rows]
+    return [{"name": name, "last_seen": ms / 1000.0} for name, ms in services.stores.live_workers(cutoff)]

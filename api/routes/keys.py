@@ -10,7 +10,7 @@ from api import audit
 from api.auth import key_summary
 from api.deps import Admin, ServicesDep
 from api.errors import CONTROL, READ
-from api.schemas import KeyCreate, KeyCreated, KeyView
+from api.schemas.access import KeyCreate, KeyCreated, KeyView
 
 router = APIRouter(prefix="/keys", tags=["keys"])
 

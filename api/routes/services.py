@@ -11,7 +11,7 @@ from fastapi import APIRouter, Body, Path, Request, Response, status
 from api import audit
 from api.deps import Admin, EngineDep, Operator, ServicesDep, Viewer
 from api.errors import CONTROL, READ, ApiProblem, not_found, problems, reading
-from api.schemas import (
+from api.schemas.services import (
     BreakerAction,
     BreakerView,
     ChaosInstance,

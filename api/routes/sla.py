@@ -13,7 +13,7 @@ from api import sla
 from api.deps import EngineDep, Viewer
 from api.errors import READ, ApiProblem
 from api.routes.workflows import Instant
-from api.schemas import Series, SlaReport
+from api.schemas.sla import Series, SlaReport
 
 router = APIRouter(prefix="/sla", tags=["sla"])
 RETENTION_S = 2 * 24 * 3600

@@ -10,8 +10,8 @@ from fastapi import APIRouter, Query, Request
 from api import audit
 from api.deps import Operator, ServicesDep, Viewer
 from api.errors import CONTROL, READ, ApiProblem
-from api.schemas import OrdersAccepted, OrdersSubmit, WavelessModeRequest, WavelessPin, WavelessStatus
-from engine.saga.waveless import WavelessProcessingService
+from api.schemas.waveless import OrdersAccepted, OrdersSubmit, WavelessModeRequest, WavelessPin, WavelessStatus
+from engine import ProcessingStrategy, WavelessProcessingService
 
 router = APIRouter(prefix="/waveless", tags=["waveless"])
 
@@ -56,8 +56,6 @@ def waveless_status(services: ServicesDep, _: Viewer, decisions: Annotated[int, 
 
 @router.put("/mode", response_model=WavelessStatus, responses=CONTROL, summary="Switch fixed waves / waveless")
 def set_mode(body: WavelessModeRequest, request: Request, services: ServicesDep, principal: Operator) -> Any:
-    from engine.domain.waveless import ProcessingStrategy
-
     audit.note(request, target="waveless", **body.model_dump(exclude_none=True))
     try:
         strategy = ProcessingStrategy.parse(body.mode, body.wave_size, body.wave_interval_seconds)

@@ -12,7 +12,7 @@ from pydantic import AfterValidator, WithJsonSchema
 from api import audit, views
 from api.deps import EngineDep, Operator, ServicesDep, Viewer
 from api.errors import CONTROL, READ, ApiProblem, problems, to_problem
-from api.schemas import (
+from api.schemas.workflows import (
     BulkAction,
     BulkItem,
     BulkItemError,
@@ -133,7 +133,7 @@ def list_workflows(
 @router.get("/counts", response_model=WorkflowCounts, responses=READ, summary="Workflows per status")
 def count_workflows(engine: EngineDep, services: ServicesDep, _: Viewer) -> Any:
     by_status = engine.counts()
-    attention = int(services.redis.zcard(services.keys.attention))
+    attention = services.stores.attention_count()
     return {"by_status": by_status, "requires_attention": attention, "total": sum(by_status.values())}
 
 
