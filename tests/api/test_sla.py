@@ -23,8 +23,9 @@ CONFIG_CACHE_S = 1.2
 
 
 def test_series_counts_service_calls_by_service_whatever_the_definition():
-    counters = {"service_calls|payment|ok": 3, "service_calls|payment|failed": 1, "service_calls|inventory|refused": 2,
-                "breaker_trips|payment": 1, "steps|flow|a|completed": 4, "steps|other|a|completed": 5}  # fmt: skip
+    counters = {("service_calls", ("payment", "ok")): 3, ("service_calls", ("payment", "failed")): 1,
+                ("service_calls", ("inventory", "refused")): 2, ("breaker_trips", ("payment",)): 1,
+                ("steps", ("flow", "a", "completed")): 4, ("steps", ("other", "a", "completed")): 5}  # fmt: skip
     h = LogHistogram()
     for seconds in (0.001, 0.002, 0.003, 0.1):
         h.observe(seconds)
