@@ -1,5 +1,5 @@
 """The operator console: ``streamlit run dashboard/app.py`` (``wes up`` starts it; see
-``dashboard/component.py``). Log in with an API key, then Overview, Workflows, Services, Waveless.
+``wes_cli/components.py``). Log in with an API key, then Overview, Workflows, Services, Waveless.
 
 The API address comes from ``WES_DASHBOARD_API_URL`` (default http://127.0.0.1:8000); the dashboard
 reaches the engine only through that API.
