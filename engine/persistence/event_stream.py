@@ -95,39 +95,31 @@ class EventFeed:
         """Events after ``after`` (oldest first), or the newest ``limit`` without it. Returns the events
         and the id to pass as ``after`` next (the last entry looked at, even when filtered out)."""
         stream = self._stream(workflow_id)
+        backwards = after is None  # the newest first, reversed at the end
+        bound = "+" if backwards else f"({after}"
+        resume = after
         out: list[StreamEntry] = []
         scanned = 0
-        if after is None:
-            upper, newest = "+", None
-            while len(out) < limit and scanned < scan_limit:
-                rows = self.r.xrevrange(stream, max=upper, min="-", count=BATCH)
-                if not rows:
-                    break
-                newest = newest or rows[0][0]
-                for entry_id, fields in rows:
-                    scanned += 1
-                    entry = decode_entry(entry_id, fields, workflow_id)
-                    if not types or entry.type in types:
-                        out.append(entry)
-                        if len(out) == limit:
-                            break
-                upper = f"({rows[-1][0]}"
-            return list(reversed(out)), newest
-        lower, last = f"({after}", after
         while len(out) < limit and scanned < scan_limit:
-            rows = self.r.xrange(stream, min=lower, max="+", count=BATCH)
+            if backwards:
+                rows = self.r.xrevrange(stream, max=bound, min="-", count=BATCH)
+            else:
+                rows = self.r.xrange(stream, min=bound, max="+", count=BATCH)
             if not rows:
                 break
+            if backwards:
+                resume = resume or rows[0][0]
             for entry_id, fields in rows:
                 scanned += 1
-                last = entry_id
+                if not backwards:
+                    resume = entry_id
                 entry = decode_entry(entry_id, fields, workflow_id)
                 if not types or entry.type in types:
                     out.append(entry)
                     if len(out) == limit:
                         break
-            lower = f"({last}"
-        return out, last
+            bound = f"({rows[-1][0]}"
+        return (out[::-1] if backwards else out), resume
 
     async def follow(
         self,
