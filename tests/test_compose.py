@@ -37,11 +37,13 @@ def test_compose_file_matches_the_compose_spec_schema() -> None:
     assert res.returncode == 0, res.stdout + res.stderr
 
 
+@pytest.mark.unit
 def test_every_service_of_the_stack_is_there(compose) -> None:
     assert set(compose["services"]) >= REQUIRED
     assert "version" not in compose  # obsolete in the compose spec
 
 
+@pytest.mark.unit
 def test_service_healthy_dependencies_have_healthchecks(compose) -> None:
     services = compose["services"]
     for name, svc in services.items():
@@ -55,6 +57,7 @@ def test_service_healthy_dependencies_have_healthchecks(compose) -> None:
         assert services[name].get("healthcheck", {}).get("test"), name
 
 
+@pytest.mark.unit
 def test_redis_keeps_an_aof_and_never_evicts(compose) -> None:
     command = compose["services"]["redis"]["command"]
     assert command[command.index("--appendonly") + 1] == "yes"
@@ -62,6 +65,7 @@ def test_redis_keeps_an_aof_and_never_evicts(compose) -> None:
     assert any(v.endswith(":/data") for v in compose["services"]["redis"]["volumes"])
 
 
+@pytest.mark.unit
 def test_mounted_paths_and_build_context_exist(compose) -> None:
     volumes = set(compose.get("volumes") or {})
     for name, svc in compose["services"].items():
@@ -82,6 +86,7 @@ def test_mounted_paths_and_build_context_exist(compose) -> None:
             assert config["source"] in compose["configs"], name
 
 
+@pytest.mark.unit
 def test_images_are_pinned_and_the_worker_scales(compose) -> None:
     for name, svc in compose["services"].items():
         image = svc.get("image", "")
@@ -93,12 +98,14 @@ def test_images_are_pinned_and_the_worker_scales(compose) -> None:
     assert worker["stop_grace_period"] == "60s"
 
 
+@pytest.mark.unit
 def test_services_whose_code_is_not_written_yet_are_behind_a_profile(compose) -> None:
     for name, entry in ENTRY_POINTS.items():
         if not entry.exists():
             assert compose["services"][name].get("profiles"), f"{name}: {entry} missing, so it must be opt-in"
 
 
+@pytest.mark.unit
 def test_prometheus_and_grafana_mounts_match_their_config(compose) -> None:
     prom = yaml.safe_load((REPO / "prometheus" / "prometheus.yml").read_text())
     targets = [t for job in prom["scrape_configs"] for sc in job["static_configs"] for t in sc["targets"]]
@@ -133,6 +140,7 @@ def _parse_wes(args: list[str]) -> None:
     command.make_context(command.name, rest, parent=ctx.parent)
 
 
+@pytest.mark.unit
 def test_every_wes_command_in_the_stack_parses(compose) -> None:
     seen = 0
     for svc in compose["services"].values():

@@ -30,6 +30,7 @@ REQUIRED_ALERTS = {
 }
 
 
+@pytest.mark.unit
 def test_dashboards_are_well_formed() -> None:
     assert len(DASHBOARDS) >= 5
     uids, titles = set(), set()
@@ -56,6 +57,7 @@ def test_dashboards_are_well_formed() -> None:
                 assert not re.search(r'le="\d+"', t["expr"]), f"integer le in {panel['title']}"
 
 
+@pytest.mark.unit
 def test_dashboards_cover_the_issue() -> None:
     titles = {json.loads(p.read_text())["title"] for p in DASHBOARDS}
     for word in ("SLA", "Throughput", "Compensations", "Circuit breakers", "Waveless"):
@@ -66,6 +68,7 @@ def test_dashboards_cover_the_issue() -> None:
         assert le in exprs, le
 
 
+@pytest.mark.unit
 def test_provisioning_uses_the_fixed_datasource_uid() -> None:
     ds = yaml.safe_load((REPO / "grafana/provisioning/datasources/prometheus.yml").read_text())
     assert ds["apiVersion"] == 1 and ds["datasources"][0]["uid"] == "prometheus"
@@ -81,6 +84,7 @@ def test_generated_files_are_up_to_date(script: str) -> None:
     assert res.returncode == 0, res.stderr
 
 
+@pytest.mark.unit
 def test_every_alert_has_summary_description_and_a_runbook_section() -> None:
     anchors = {
         re.sub(r"[^a-z0-9 -]", "", line[3:].strip().lower()).replace(" ", "-")
@@ -101,6 +105,7 @@ def test_every_alert_has_summary_description_and_a_runbook_section() -> None:
     assert set(alerts) >= REQUIRED_ALERTS, REQUIRED_ALERTS - set(alerts)
 
 
+@pytest.mark.unit
 def test_every_alert_has_a_promtool_unit_test() -> None:
     tested = set()
     for path in (REPO / "prometheus" / "tests").glob("*.test.yml"):

@@ -31,7 +31,7 @@ from tests.metrics_support import (
     substitute_macros,
 )
 
-pytestmark = pytest.mark.timeout(90)
+pytestmark = [pytest.mark.timeout(90), pytest.mark.e2e]
 
 ALERT = "WesCircuitBreakerOpen"
 SHORT_FOR = "2s"

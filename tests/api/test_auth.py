@@ -202,6 +202,7 @@ def test_first_admin_key_and_rate_limit(redis_url, start_api):
     assert {e["status"] for e in audit} == {429}
 
 
+@pytest.mark.unit
 def test_keys_file_holds_hashes(tmp_path, capsys):
     assert _main(["hash", "operator", "s3cret-key"]) == 0
     hashed = capsys.readouterr().out.strip()

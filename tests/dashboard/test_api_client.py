@@ -47,6 +47,7 @@ def test_problems_become_api_errors(stack, flow):
         viewer.control("x", "explode")
 
 
+@pytest.mark.unit
 def test_an_unreachable_api():
     url = f"http://127.0.0.1:{free_port()}"
     with pytest.raises(ApiError) as caught:
@@ -56,6 +57,7 @@ def test_an_unreachable_api():
         ApiClient("http://[::1", "k").info()
 
 
+@pytest.mark.unit
 def test_an_answer_that_is_not_a_problem():
     request = httpx.Request("GET", "http://api/api/v1/info")
     err = error_from(httpx.Response(502, text="<html>bad gateway</html>", request=request))

@@ -9,6 +9,7 @@ import pytest
 
 from dashboard.charts import formats, release, samples, service_calls, service_state, sla, style, workflows
 
+pytestmark = pytest.mark.unit
 T0 = 1_767_225_600.0  # 2026-01-01 00:00:00 UTC
 
 
