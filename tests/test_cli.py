@@ -314,8 +314,11 @@ def test_keys_create_list_revoke_and_the_key_opens_the_api(engine: Engine, tmp_p
         info = httpx.get(f"{api.url}/api/v1/info", headers=headers, timeout=5)
         assert info.status_code == 200, info.text
         assert engine.wes("keys", "revoke", made["key_id"]).returncode == 0
-        time.sleep(2.5)  # the API trusts a verified key for its auth cache (2 s)
-        assert httpx.get(f"{api.url}/api/v1/info", headers=headers, timeout=5).status_code == 401
+
+        def refused() -> bool:  # the API trusts a verified key for its auth cache (2 s), then refuses it
+            return httpx.get(f"{api.url}/api/v1/info", headers=headers, timeout=5).status_code == 401
+
+        wait_for(refused, 5, "the API to refuse the revoked key")
     finally:
         api.stop()
     assert made["key_id"] not in engine.wes("keys", "list").stdout

@@ -11,12 +11,13 @@ import math
 import random
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
 import pytest
+import redis
 
 from sim.chaos import Chaos, ChaosError, Latency
 from sim.launcher import SERVICES, SimCluster, SimError, effects, reset_chaos, set_chaos, set_stock
@@ -81,6 +82,20 @@ def call(
 
 def count(base: str, operation: str, idem: str) -> int:
     return effects(base)["effects"].get(f"{operation}|{idem}", 0)
+
+
+def wait_until(predicate: Callable[[], Any], what: str, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.01)
+
+
+def holds_marker(cluster: SimCluster, service: str, operation: str, idem: str) -> bool:
+    """A call with this key is past the idempotency check and not answered yet: it holds the
+    in-progress marker (``<prefix>:inprog:<service>:<operation>|<key>``, see sim/store.py)."""
+    with redis.Redis.from_url(cluster.redis_url) as r:
+        return bool(r.exists(f"{cluster.prefix}:inprog:{service}:{operation}|{idem}"))
 
 
 # -- operations ------------------------------------------------------------------------------------
@@ -168,7 +183,7 @@ def test_duplicate_of_a_call_that_already_applied_gets_its_response_while_it_is_
     with ThreadPoolExecutor(2) as pool:
         started = time.monotonic()
         slow = pool.submit(call, http, one, "reserve", k, {"sku": "dup"})
-        time.sleep(0.4)
+        wait_until(lambda: count(one, "reserve", k) == 1, "the first call to apply")
         health = http.get(f"{one}/health").json()  # the slow call does not block its instance
         assert health["in_flight"] == 1
         duplicate = call(http, two, "reserve", k, {"sku": "dup"})
@@ -187,7 +202,7 @@ def test_duplicate_of_a_call_in_progress_waits_for_its_response(sim, http):
     with ThreadPoolExecutor(2) as pool:
         started = time.monotonic()
         slow = pool.submit(call, http, one, "reserve", k, {"sku": "wait"})
-        time.sleep(0.3)
+        wait_until(lambda: holds_marker(sim, "inventory", "reserve", k), "the first call to hold the key")
         duplicate = call(http, two, "reserve", k, {"sku": "wait"})
         waited = time.monotonic() - started
         first = slow.result()
@@ -203,7 +218,7 @@ def test_duplicate_proceeds_when_the_call_in_progress_fails(sim, http):
     k = key()
     with ThreadPoolExecutor(1) as pool:
         slow = pool.submit(call, http, one, "reserve", k, {"refuse": "reserve"})
-        time.sleep(0.2)
+        wait_until(lambda: holds_marker(sim, "inventory", "reserve", k), "the first call to hold the key")
         duplicate = call(http, two, "reserve", k, {"sku": "after-failure"})
         first = slow.result()
     assert first.status_code == 422 and first.json()["error"] == "refused"
@@ -302,6 +317,7 @@ def test_bad_chaos_knobs_are_rejected_with_a_precise_message(sim, http, knobs, m
     assert raised.value.status == 422 and message in str(raised.value)
 
 
+@pytest.mark.unit
 def test_chaos_knobs_update_partially_and_reset():
     chaos = Chaos()
     chaos.update({"error_rate": 0.25, "latency_ms": 40})
@@ -320,6 +336,7 @@ def test_chaos_knobs_update_partially_and_reset():
     assert chaos.down is True
 
 
+@pytest.mark.unit
 def test_latency_is_lognormal_with_the_requested_mean_and_p99():
     rng = random.Random(7)
     latency = Latency(mean=20.0, p99=80.0)
@@ -366,7 +383,7 @@ def test_kill_and_restart_an_instance(redis_url, http):
         k = key()
         with ThreadPoolExecutor(1) as pool:
             doomed = pool.submit(call, http, one, "charge", k)
-            time.sleep(0.3)
+            wait_until(lambda: holds_marker(c, "payment", "charge", k), "the doomed call to hold the key")
             c.kill("payment-1")
             with pytest.raises(httpx.TransportError):
                 doomed.result()

@@ -8,7 +8,7 @@ import uuid
 import pytest
 
 from tests.api.conftest import problem, wait_status
-from tests.integration.support import step
+from tests.integration.support import let_go, step, wait_for
 
 pytestmark = pytest.mark.timeout(60)
 END = {"COMPLETED", "COMPENSATED", "CANCELLED"}
@@ -150,7 +150,8 @@ def test_pause_resume_cancel_and_refused_controls(stack, flow):
     wait_status(op, wid, {"RUNNING"})
     paused = op.post(f"/workflows/{wid}/pause", json={"reason": "inspect the bin"})
     assert paused.status_code == 200 and paused.json()["status"] == "PAUSED"
-    time.sleep(0.8)  # the step in flight finishes; no new step starts
+    # The step in flight finishes and the worker lets the saga go without starting the next one.
+    wait_for(lambda: let_go(stack.client, wid), 5, "the step in flight to finish and its worker to let go")
     detail = op.get(f"/workflows/{wid}").json()
     assert detail["status"] == "PAUSED" and detail["steps"][1]["status"] == "PENDING"
     body = problem(op.post(f"/workflows/{wid}/pause"), 409, "illegal-transition")

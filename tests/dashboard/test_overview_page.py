@@ -14,6 +14,9 @@ from tests.integration.support import step
 
 pytestmark = pytest.mark.timeout(90)
 SLA_NAMES = ("Workflow start", "Step execution", "Compensation", "State persistence", "Event publishing")
+STUCK_S = 1.0
+"""WES_DASHBOARD_STUCK_SECONDS in the tests that wait for a workflow to count as stuck (the rule itself is
+unit-tested in test_charts)."""
 
 
 def test_sla_tiles_and_rate_charts(app, stack, flow):
@@ -51,7 +54,8 @@ def test_sla_tiles_and_rate_charts(app, stack, flow):
     assert not control_keys(at)
 
 
-def test_problems_are_one_click_away(app, stack, flow):
+def test_problems_are_one_click_away(app, stack, flow, monkeypatch):
+    monkeypatch.setenv("WES_DASHBOARD_STUCK_SECONDS", str(STUCK_S))
     attention = start(stack, flow, {"reserve": {"undo_fail": "always"}, "ship": {"fail": "final"}})
     slow = start(stack, flow, {"reserve": {"sleep": 6}})
     name = f"svc{uuid.uuid4().hex[:6]}"
@@ -65,7 +69,7 @@ def test_problems_are_one_click_away(app, stack, flow):
         return d["times"]["updated_at"] if d["steps"][0]["status"] == "RUNNING" else None
 
     updated = wait_for(sleeping, what="the slow saga's first step")
-    time.sleep(max(0.0, updated + 3.2 - time.time()))  # WES_DASHBOARD_STUCK_SECONDS=3 in these tests
+    time.sleep(max(0.0, updated + STUCK_S + 0.2 - time.time()))
 
     try:
         at = open_page(app("viewer"), "overview")
@@ -91,7 +95,7 @@ def test_problems_are_one_click_away(app, stack, flow):
         stack.http("operator").post(f"/workflows/{slow}/cancel")
 
 
-def test_a_stuck_workflow_older_than_the_newest_hundred_is_listed(app, stack):
+def test_a_stuck_workflow_older_than_the_newest_hundred_is_listed(app, stack, monkeypatch):
     """More than a hundred newer RUNNING workflows: the stuck scan asks for the oldest, so the one
     stuck longest is found although it is not among the newest 100."""
     name = f"hold-{uuid.uuid4().hex[:6]}"
@@ -99,6 +103,7 @@ def test_a_stuck_workflow_older_than_the_newest_hundred_is_listed(app, stack):
     r = stack.http("admin").post("/definitions", json={"name": name, "steps": [step("hold", retry=wait)]})
     assert r.status_code == 201, r.text
     plan = {"hold": {"fail_times": 1}}  # its first attempt fails; the retry waits 10 min: RUNNING, unchanged
+    monkeypatch.setenv("WES_DASHBOARD_STUCK_SECONDS", str(STUCK_S))
     viewer = stack.http("viewer")
 
     def waiting(wid: str) -> bool:
@@ -112,8 +117,8 @@ def test_a_stuck_workflow_older_than_the_newest_hundred_is_listed(app, stack):
         time.sleep(0.05)
         ids += [start(stack, name, plan) for _ in range(105)]
         wait_for(lambda: all(waiting(w) for w in ids[-5:]), what="the newer sagas' first attempts")
-        time.sleep(3.3)  # WES_DASHBOARD_STUCK_SECONDS=3: all of them are stuck now, and created before the cut
-        newest = viewer.get("/workflows", params={"status": "RUNNING", "created_before": time.time() - 3,
+        time.sleep(STUCK_S + 0.3)  # all of them are stuck now, and created before the cut
+        newest = viewer.get("/workflows", params={"status": "RUNNING", "created_before": time.time() - STUCK_S,
                                                    "limit": 100}).json()["items"]  # fmt: skip
         assert oldest not in {i["workflow_id"] for i in newest}, "the newest 100 would miss it"
 

@@ -93,6 +93,17 @@ def wait_ready(client: EngineClient, pool: WorkerPool, timeout: float = 15.0) ->
     wait_for(up, timeout, f"workers {sorted(pids)} to start")
 
 
+def let_go(client: EngineClient, wid: str, for_s: float = 10.0) -> bool:
+    """True once no worker holds the workflow's lease and no worker will look at it within ``for_s``
+    seconds (it is out of the schedule, or in it only for a timer further out, such as a pause's
+    deadline). What a "nothing happens next" check waits for instead of a fixed sleep: a worker that
+    went on would still hold the lease, and one that meant to come back soon would have said so in
+    the schedule."""
+    stored = client.repo.load(wid)
+    due_ms = client.r.zscore(client.repo.keys.sched, wid)
+    return stored.lease_until_ms == 0 and (due_ms is None or due_ms > (time.time() + for_s) * 1000)
+
+
 def owner_pid(client: EngineClient, wid: str) -> int | None:
     """Pid of the worker process holding the workflow's lease (owner is ``<host>:<pid>:<rand>``)."""
     owner = client.r.hget(client.repo.keys.state(wid), "owner")

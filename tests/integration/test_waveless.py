@@ -165,7 +165,8 @@ def test_a_killed_leader_does_not_lose_the_orders_it_read_and_had_not_started(cl
     wl.store.append([(oid, json.dumps({"order_id": oid}), time.time()) for oid in order_ids])
     consumer = wl.store.leader()
     held = wait_for(lambda: wl.store.pending().get(consumer), 10, "the leader holding unacknowledged orders")
-    time.sleep(0.5)  # it keeps them (and its lock) while it cannot start them
+    # It keeps them (and its lock) while it cannot start them: still so once a release has failed.
+    wait_for(lambda: "cannot release" in (wl.status()["last_error"] or ""), 5, "a failed release")
     assert wl.store.pending() == {consumer: held}
     assert wl.store.leader() == consumer
     assert "cannot release" in (wl.status()["last_error"] or "")
