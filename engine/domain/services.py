@@ -2,7 +2,7 @@
 
 Pure: configuration value objects with validation, and the load-balancing decisions (least
 utilization against the 85 % target, rebalancing past a 30 % spread). The circuit breaker's state
-machine runs in Redis, shared by every worker (``engine/persistence/scripts.py``: BREAKER_*); the
+machine runs in Redis, shared by every worker (``engine/persistence/scripts/breaker.py``: BREAKER_*); the
 state a reader reports is :func:`circuit_state`.
 """
 
@@ -53,7 +53,7 @@ def circuit_state(state: str, open_until_ms: int, now_ms: int, forced: str = "")
     open period is over is HALF_OPEN (the next call moves it there and is admitted as a trial).
     Without ``forced``: the breaker's own state, for views that show the force beside it.
 
-    BREAKER_BEGIN (``engine/persistence/scripts.py``) keeps its own copy of this rule in Lua, to
+    BREAKER_BEGIN (``engine/persistence/scripts/breaker.py``) keeps its own copy of this rule in Lua, to
     decide atomically as it admits a call: change both together."""
     if forced == ForcedState.OPEN:
         return CircuitState.OPEN.value
