@@ -158,7 +158,7 @@ class EngineClient:
         same order). ``summary``: id, type, status, correlation id, times and attention only (no
         snapshot read). ``created_after`` (inclusive) / ``created_before`` (exclusive): epoch s."""
         st = WorkflowStatus(str(status).upper()) if status else None
-        ids, nxt = self.repo.list_ids(
+        ids, nxt = self.engine.stores.index.list_ids(
             status=st,
             definition=definition,
             correlation_id=correlation_id,
@@ -175,7 +175,7 @@ class EngineClient:
         return [i.to_dict() for i in self.repo.find_by_correlation_id(correlation_id)]
 
     def counts(self) -> dict[str, int]:
-        return self.repo.count_by_status()
+        return self.engine.stores.index.count_by_status()
 
     def wait(self, wid: str, timeout: float = 60.0, until: Callable[[WorkflowStatus], bool] = is_terminal) -> dict:
         """Poll until the workflow's status satisfies ``until`` (default: finished)."""

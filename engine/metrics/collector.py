@@ -117,7 +117,7 @@ class EngineCollector:
         now_ms = int(now * 1000)
         known = self.known()
         totals = stores.metrics.totals()
-        by_status = stores.workflows.count_by_status()
+        by_status = stores.index.count_by_status()
         backlog = stores.metrics.backlog(now_ms)
         dispatch_jobs = len(stores.dispatch_queue)
         intake = stores.waveless.depth()

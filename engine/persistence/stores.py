@@ -23,6 +23,7 @@ from engine.persistence.stats_store import StatsStore
 from engine.persistence.trigger_store import TriggerStore
 from engine.persistence.waveless_store import WavelessStore
 from engine.persistence.worker_registry import WorkerRegistry
+from engine.persistence.workflow_index import WorkflowIndex
 from engine.persistence.workflow_repository import WorkflowRepository
 from engine.settings import EngineSettings
 
@@ -37,6 +38,7 @@ class Stores:
     def __post_init__(self) -> None:
         self.keys = Keys(self.settings.key_prefix)
         self.workflows = WorkflowRepository(self.client, self.settings)
+        self.index = WorkflowIndex(self.client, self.keys)
         self.definitions = DefinitionRepository(self.client, self.settings)
         self.services = ServiceRegistry(self.client, self.settings)
         self.stats = StatsStore(self.client, self.settings.key_prefix)
