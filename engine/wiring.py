@@ -2,7 +2,7 @@
 
 :class:`Engine` holds the stores (the one door to Redis), the integration port, the stats recorder and
 the use cases. :class:`engine.EngineClient` (CLI, API, tests) and the worker's
-:class:`engine.saga.runtime.Runtime` each hold one; nothing else wires collaborators together.
+:class:`engine.worker.runtime.Runtime` each hold one; nothing else wires collaborators together.
 """
 
 from __future__ import annotations

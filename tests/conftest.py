@@ -21,8 +21,8 @@ import pytest
 
 from engine.client import EngineClient
 from engine.persistence.embedded import EmbeddedRedis, free_port
-from engine.saga.worker import WorkerPool
 from engine.settings import EngineSettings
+from engine.worker.pool import WorkerPool
 
 REPO = Path(__file__).resolve().parent.parent
 UNIT_DIR = REPO / "tests" / "unit"

@@ -26,8 +26,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from engine.client import EngineClient
 from engine.persistence.embedded import free_port
-from engine.saga.worker import settings_env
 from engine.settings import EngineSettings
+from engine.worker.process import settings_env
 from sim.launcher import SimCluster
 
 REPO = Path(__file__).resolve().parent.parent

@@ -24,7 +24,7 @@ pytestmark = pytest.mark.timeout(60)
 @pytest.fixture(scope="module")
 def exposition(redis_url, tmp_path_factory) -> str:
     from engine.client import EngineClient
-    from engine.saga.worker import WorkerPool
+    from engine.worker.pool import WorkerPool
     from tests.conftest import fast_settings
 
     settings = fast_settings(redis_url)

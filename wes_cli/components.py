@@ -21,8 +21,9 @@ from typing import Any
 
 from dashboard.api_client import URL_ENV
 from engine.persistence.embedded import EmbeddedRedis
-from engine.saga.worker import WorkerPool, settings_env
 from engine.settings import EngineSettings
+from engine.worker.pool import WorkerPool
+from engine.worker.process import settings_env
 from wes_cli.server_process import ServerProcess
 from wes_cli.supervisor import Component
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import redis
 from rq import Queue
 
-DISPATCH_FUNC = "engine.saga.tasks.dispatch"
+DISPATCH_FUNC = "engine.worker.tasks.dispatch"
 
 
 class DispatchQueue:

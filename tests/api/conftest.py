@@ -19,8 +19,8 @@ import pytest
 
 from engine.client import EngineClient
 from engine.persistence.embedded import free_port
-from engine.saga.worker import WorkerPool
 from engine.settings import EngineSettings
+from engine.worker.pool import WorkerPool
 from tests.conftest import fast_settings
 from tests.integration.support import step
 from wes_cli.components import ApiComponent

@@ -9,7 +9,7 @@ import pytest
 
 from engine.client import EngineClient
 from engine.persistence.embedded import EmbeddedRedis, free_port
-from engine.saga.worker import WorkerPool
+from engine.worker.pool import WorkerPool
 from tests.conftest import fast_settings
 
 

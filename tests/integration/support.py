@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from engine.client import EngineClient
-from engine.saga.worker import WorkerPool
+from engine.worker.pool import WorkerPool
 from tests.handlers import Call, read_ledger
 
 T = TypeVar("T")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 import time
 
-from engine.saga.runtime import Runtime
 from engine.saga.triggers import TriggerService
+from engine.worker.runtime import Runtime
 from tests.integration.support import define, step, wait_for
 
 

@@ -12,8 +12,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from engine.persistence.connection import connect
-from engine.saga.worker import WorkerPool
 from engine.settings import EngineSettings
+from engine.worker.pool import WorkerPool
 
 
 def naive_queue(run: str) -> str:

@@ -30,8 +30,8 @@ from typing import Any
 from engine.client import EngineClient
 from engine.persistence.connection import connect, server_version
 from engine.persistence.embedded import EmbeddedRedis, free_port
-from engine.saga.worker import WorkerPool
 from engine.settings import EngineSettings
+from engine.worker.pool import WorkerPool
 from wes_cli.bench.support import delete_keys, naive_queue, stop_procs, wait_for
 
 HANDLER = "wes_cli.bench.throughput:noop"

@@ -51,8 +51,8 @@ from engine.domain.waveless import Mode, OrderPattern, Pattern, ProcessingStrate
 from engine.persistence.embedded import EmbeddedRedis, free_port
 from engine.saga.waveless import WavelessProcessingService
 from engine.saga.waveless_controller import ARRIVED_HEADER
-from engine.saga.worker import WorkerPool
 from engine.settings import EngineSettings
+from engine.worker.pool import WorkerPool
 from sim.orders import generate_orders
 from wes_cli.bench.support import alive, delete_keys, wait_for
 

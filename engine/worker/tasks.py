@@ -5,6 +5,6 @@ from __future__ import annotations
 
 def dispatch() -> int:
     """Advance due sagas until idle past the linger time or the slice ends; returns sagas advanced."""
-    from engine.saga.runtime import current_runtime
+    from engine.worker.runtime import current_runtime
 
     return current_runtime().run_dispatch()
