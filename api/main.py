@@ -25,7 +25,7 @@ from api.ratelimit import RateLimiter
 from api.routes import audit, definitions, events, health, keys, services, sla, waveless, workflows
 from api.schemas.base import Problem
 from api.settings import ApiSettings
-from engine import ApiStores, EngineClient, WavelessProcessingService
+from engine import ApiStores, EngineClient
 
 PREFIX = "/api/v1"
 log = logging.getLogger(__name__)
@@ -62,7 +62,7 @@ def build_services(settings: ApiSettings) -> Services:
         keystore=KeyStore(stores.api_keys, settings),
         limiter=RateLimiter(stores.rate_limits, settings.rate_limit_per_second, settings.rate_limit_burst),
         audit=AuditLog(stores.audit, settings.audit_maxlen),
-        waveless=WavelessProcessingService.from_engine(engine.engine, name="api"),
+        waveless=engine.engine.waveless(name="api"),
         registry=registry,
         metrics=metrics,
     )

@@ -7,7 +7,10 @@ the use cases. :class:`engine.EngineClient` (CLI, API, tests) and the worker's
 
 from __future__ import annotations
 
+import os
+import threading
 import time
+import uuid
 
 from engine.integration.http_service import HttpServicePort
 from engine.integration.ports import IntegrationPort
@@ -16,6 +19,7 @@ from engine.metrics import recorder_for
 from engine.persistence.stores import Stores, open_stores
 from engine.saga.controls import Controls
 from engine.saga.starting import WorkflowStarter
+from engine.saga.waveless import WavelessProcessingService
 from engine.settings import EngineSettings
 from engine.stats import StatsRecorder
 
@@ -38,6 +42,27 @@ class Engine:
             self.request_dispatch,
         )
         self.controls = Controls(self.stores.workflows, self.request_dispatch)
+
+    def waveless(
+        self,
+        name: str | None = None,
+        stop: threading.Event | None = None,
+        draining: threading.Event | None = None,
+    ) -> WavelessProcessingService:
+        """The waveless release: a worker's controller (``stop``/``draining`` are its events) or an
+        operator's view of it (CLI, API)."""
+        stores = self.stores
+        return WavelessProcessingService(
+            settings=self.settings,
+            store=stores.waveless,
+            definitions=stores.definitions,
+            starter=self.starter,
+            services=stores.services,
+            stats_store=stores.stats,
+            name=name or f"client:{os.getpid()}:{uuid.uuid4().hex[:6]}",
+            stop=stop,
+            draining=draining,
+        )
 
     def request_dispatch(self) -> None:
         """Have a worker look at the schedule: an RQ dispatch job (at most one queued at a time)."""

@@ -32,7 +32,6 @@ pending to be released again.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 import uuid
@@ -54,7 +53,6 @@ if TYPE_CHECKING:
     from engine.persistence.stats_store import StatsStore
     from engine.saga.starting import WorkflowStarter
     from engine.settings import EngineSettings
-    from engine.wiring import Engine
 
 
 def control_params(settings: EngineSettings) -> ControlParams:
@@ -111,28 +109,6 @@ class WavelessProcessingService:
             stop=stop,
             draining=draining,
             clock=clock,
-        )
-
-    @classmethod
-    def from_engine(
-        cls,
-        engine: Engine,
-        name: str | None = None,
-        stop: threading.Event | None = None,
-        draining: threading.Event | None = None,
-    ) -> WavelessProcessingService:
-        """The controller of a worker (``stop``/``draining`` its events) or an operator's view of it."""
-        stores = engine.stores
-        return cls(
-            settings=engine.settings,
-            store=stores.waveless,
-            definitions=stores.definitions,
-            starter=engine.starter,
-            services=stores.services,
-            stats_store=stores.stats,
-            name=name or f"client:{os.getpid()}:{uuid.uuid4().hex[:6]}",
-            stop=stop,
-            draining=draining,
         )
 
     def run(self) -> None:

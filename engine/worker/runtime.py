@@ -15,6 +15,7 @@ import time
 import uuid
 
 from engine.saga.executor import StepExecutor
+from engine.saga.health import HealthChecker
 from engine.saga.service import LeaseBook, SagaCoordinatorService
 from engine.saga.triggers import TriggerService
 from engine.settings import EngineSettings
@@ -147,16 +148,10 @@ class Runtime:
             self.stop_event,
         )
         self._spawn(triggers.run, "wes-triggers")
-        from engine.saga.health import HealthChecker
-
         self.health = HealthChecker(self.stores.services, self.name, self.stop_event)
         self._spawn(self.health.run, "wes-health")
         if self.settings.waveless_enabled:
-            from engine.saga.waveless import WavelessProcessingService
-
-            self.waveless = WavelessProcessingService.from_engine(
-                self.engine, self.name, self.stop_event, self.draining
-            )
+            self.waveless = self.engine.waveless(self.name, self.stop_event, self.draining)
             self._spawn(self.waveless.run, "wes-waveless")
 
     def _spawn(self, target, name: str) -> None:

@@ -48,7 +48,7 @@ def settings(redis_url):
 
 @pytest.fixture
 def wl(client: EngineClient) -> WavelessProcessingService:
-    return WavelessProcessingService.from_engine(client.engine)
+    return client.engine.waveless()
 
 
 def define(client: EngineClient) -> None:

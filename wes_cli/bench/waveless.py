@@ -206,7 +206,7 @@ def _run_mode(
     try:
         client.services.apply(cluster.services_config())
         client.apply_file(DEFINITION_FILE)
-        service = WavelessProcessingService.from_engine(client.engine, name=f"bench-{mode.value}")
+        service = client.engine.waveless(name=f"bench-{mode.value}")
         log = tmp / f"{mode.value}-workers.log"
         pool = WorkerPool(settings, concurrency=workers, log_level="WARNING", grace_seconds=20.0, log_file=str(log))
         pool.start()

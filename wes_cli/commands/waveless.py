@@ -36,7 +36,7 @@ MODES = [m.value for m in Mode]
 
 
 def service_of(app: App) -> WavelessProcessingService:
-    return WavelessProcessingService.from_engine(app.client.engine)
+    return app.client.engine.waveless()
 
 
 def _checked(fn, *args, **kwargs):
@@ -245,7 +245,7 @@ class OrderFeed(Component):
         peak_rate: float | None = None,
         period_s: float = 60.0,
     ):
-        self.service = WavelessProcessingService.from_engine(client.engine)
+        self.service = client.engine.waveless()
         self.pattern = OrderPattern(Pattern(pattern), rate, period_s, peak_rate)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="wes-order-feed", daemon=True)
