@@ -19,7 +19,9 @@ from engine.metrics import recorder_for
 from engine.persistence.stores import Stores, open_stores
 from engine.saga.controls import Controls
 from engine.saga.starting import WorkflowStarter
-from engine.saga.waveless import WavelessProcessingService
+from engine.saga.waveless import WavelessProcessingService, control_params
+from engine.saga.waveless_controller import ReleaseController
+from engine.saga.waveless_measurement import LoadMeter
 from engine.settings import EngineSettings
 from engine.stats import StatsRecorder
 
@@ -52,16 +54,20 @@ class Engine:
         """The waveless release: a worker's controller (``stop``/``draining`` are its events) or an
         operator's view of it (CLI, API)."""
         stores = self.stores
-        return WavelessProcessingService(
+        meter = LoadMeter(stores.waveless, stores.services, stores.stats, self.settings)
+        controller = ReleaseController(
             settings=self.settings,
             store=stores.waveless,
             definitions=stores.definitions,
             starter=self.starter,
-            services=stores.services,
-            stats_store=stores.stats,
+            meter=meter,
+            params=control_params(self.settings),
             name=name or f"client:{os.getpid()}:{uuid.uuid4().hex[:6]}",
             stop=stop,
             draining=draining,
+        )
+        return WavelessProcessingService(
+            settings=self.settings, store=stores.waveless, definitions=stores.definitions, controller=controller
         )
 
     def request_dispatch(self) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.utils import floatToGoString
@@ -23,6 +22,7 @@ from engine.metrics.catalogue import (
     WORKFLOW_OUTCOMES,
 )
 from engine.persistence.metrics_store import ServiceReading
+from engine.persistence.series_fields import as_float
 from engine.stats import Totals
 
 SAFE_LABEL = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
@@ -159,34 +159,34 @@ def waveless(state: Mapping[str, str]) -> Iterator[Metric]:
     """The waveless release controller's state hash (engine/persistence/waveless_store.py
     ``STATE_FIELDS``), read defensively: a missing hash or field reads as zero."""
     yield gauge(
-        "wes_waveless_batch_size", "Orders per release, at most, as last decided.", _float(state.get("batch_size"))
+        "wes_waveless_batch_size", "Orders per release, at most, as last decided.", as_float(state.get("batch_size"))
     )
     yield gauge(
         "wes_waveless_release_rate_per_second",
         "Orders released per second, at most, as last decided.",
-        _float(state.get("rate")),
+        as_float(state.get("rate")),
     )
     yield gauge(
         "wes_waveless_utilization_ratio",
         "Utilization the controller measured: max(worker, service) utilization.",
-        _float(state.get("utilization")),
+        as_float(state.get("utilization")),
     )
     yield gauge(
         "wes_waveless_target_utilization_ratio",
         "Utilization the controller aims at.",
-        _float(state.get("target_utilization")) or 0.85,
+        as_float(state.get("target_utilization")) or 0.85,
     )
     orders = CounterMetricFamily(
         "wes_waveless_orders", "Orders through the intake: accepted, released (saga started), rejected.",
         labels=["outcome"],
     )  # fmt: skip
     for outcome in WAVELESS_OUTCOMES:
-        orders.add_metric([outcome], _float(state.get(f"{outcome}_total")))
+        orders.add_metric([outcome], as_float(state.get(f"{outcome}_total")))
     yield orders
     yield gauge(
         "wes_waveless_last_decision_timestamp_seconds",
         "When the controller last adjusted (0: never).",
-        _float(state.get("updated_at")),
+        as_float(state.get("updated_at")),
     )
     current = str(state.get("mode") or "")
     mode = GaugeMetricFamily("wes_waveless_mode", "1 for the release mode in force.", labels=["mode"])
@@ -225,11 +225,3 @@ def _combos(labels: Sequence[str], types: Mapping[str, list[str]], outcomes: Seq
 
 def gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
     return GaugeMetricFamily(name, doc, value=value)
-
-
-def _float(raw: Any) -> float:
-    try:
-        value = float(raw)
-    except (TypeError, ValueError):
-        return 0.0
-    return value if value == value else 0.0  # NaN reads as 0

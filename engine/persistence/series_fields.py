@@ -54,7 +54,7 @@ def decode(row: Mapping[str, Any]) -> Totals:
         if not parts[0]:
             continue
         if kind == COUNTER:
-            out.counters[Series(parts[0], tuple(parts[1:]))] = _float(value)
+            out.counters[Series(parts[0], tuple(parts[1:]))] = as_float(value)
         elif kind == BUCKET and len(parts) >= 2:
             try:
                 index = int(parts[-1])
@@ -63,7 +63,7 @@ def decode(row: Mapping[str, Any]) -> Totals:
             tally = out.histograms.setdefault(Series(parts[0], tuple(parts[1:-1])), Tally())
             tally.buckets[index] = _count(value)
         elif kind == SUM:
-            out.histograms.setdefault(Series(parts[0], tuple(parts[1:])), Tally()).total = _float(value)
+            out.histograms.setdefault(Series(parts[0], tuple(parts[1:])), Tally()).total = as_float(value)
     return out
 
 
@@ -74,7 +74,8 @@ def _count(raw: Any) -> int:
         return 0
 
 
-def _float(raw: Any) -> float:
+def as_float(raw: Any) -> float:
+    """A stored number, tolerant: anything unreadable (or NaN) reads as 0."""
     try:
         value = float(raw)
     except (TypeError, ValueError):

@@ -32,7 +32,6 @@ pending to be released again.
 
 from __future__ import annotations
 
-import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -45,13 +44,9 @@ from engine.domain.waveless import ControlParams, Mode, Pins, ProcessingStrategy
 from engine.errors import InputValidationError
 from engine.persistence.waveless_store import STATE_FIELDS, WavelessStore, decode
 from engine.saga.waveless_controller import ReleaseController
-from engine.saga.waveless_measurement import LoadMeter
 
 if TYPE_CHECKING:
     from engine.persistence.definition_repository import DefinitionRepository
-    from engine.persistence.service_registry import ServiceRegistry
-    from engine.persistence.stats_store import StatsStore
-    from engine.saga.starting import WorkflowStarter
     from engine.settings import EngineSettings
 
 
@@ -83,33 +78,17 @@ class WavelessProcessingService:
         settings: EngineSettings,
         store: WavelessStore,
         definitions: DefinitionRepository,
-        starter: WorkflowStarter,
-        services: ServiceRegistry,
-        stats_store: StatsStore,
-        name: str,
-        stop: threading.Event | None = None,
-        draining: threading.Event | None = None,
+        controller: ReleaseController,
         clock: Callable[[], float] = time.time,
     ):
         self.settings = settings
         self.store = store
         self.definitions = definitions
-        self.name = name
+        self.controller = controller
+        self.meter = controller.meter
+        self.params = controller.params
+        self.name = controller.name
         self.clock = clock
-        self.params = control_params(settings)
-        self.meter = LoadMeter(store, services, stats_store, settings)
-        self.controller = ReleaseController(
-            settings=settings,
-            store=store,
-            definitions=definitions,
-            starter=starter,
-            meter=self.meter,
-            params=self.params,
-            name=name,
-            stop=stop,
-            draining=draining,
-            clock=clock,
-        )
 
     def run(self) -> None:
         """A worker's background thread: compete for the leader lock; while holding it, release."""
