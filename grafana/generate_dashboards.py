@@ -5,7 +5,7 @@ boards.py (one function per dashboard, built from the blocks of panels.py).
     .venv/bin/python grafana/generate_dashboards.py --check  # exit 1 if one is out of date (CI)
 
 Built in Python so every panel gets the fixed datasource uid, a unique id and a gridPos inside the
-24-column grid by construction; metric names and SLA buckets come from engine/metrics.py.
+24-column grid by construction; metric names and SLA buckets come from engine/metrics/catalogue.py.
 """
 
 from __future__ import annotations
