@@ -265,6 +265,20 @@ def test_user_errors_are_one_line(engine: Engine, completed: tuple[str, str]) ->
     assert_one_error_line(unknown, "no workflow with id 'nope'")
 
 
+def test_start_checks_strict(engine: Engine) -> None:
+    """The CLI's start goes through the one start use case: STRICT on a server that does not fsync each
+    write (this one: appendfsync everysec) is refused with the reason, and nothing is stored."""
+    order = '{"order_id": "t-strict"}'
+    proc = engine.wes(
+        "start", "order-fulfillment", "--input", order, "--correlation-id", "t-strict", "--consistency", "STRICT"
+    )
+    assert_one_error_line(proc, "STRICT needs a Redis that fsyncs before each step")
+    assert engine.client.list(correlation_id="t-strict").items == []
+    relaxed = engine.wes("start", "order-fulfillment", "--input", order, "--correlation-id", "t-relaxed")
+    assert relaxed.returncode == 0, relaxed
+    assert len(engine.client.list(correlation_id="t-relaxed").items) == 1
+
+
 def test_idempotency_key_returns_same_workflow(engine: Engine) -> None:
     args = ("start", "order-fulfillment", "--input", '{"order_id":"t-idem"}', "--idempotency-key", "idem-1")
     first = engine.wes_json(*args)

@@ -2,7 +2,7 @@
 cannot fsync before each step (the shared test server: appendfsync everysec), and each starts it on one
 that can (``strict_engine``: appendfsync always).
 
-The API's path is in tests/api/test_workflows.py (409), the CLI's in tests/test_cli.py."""
+The API's path is in tests/api/test_workflows.py (a 409), the CLI's in tests/test_cli.py."""
 
 from __future__ import annotations
 
@@ -75,3 +75,27 @@ def test_a_schedule_trigger_checks_strict(client, strict_engine, fsync_always) -
     assert len(started(c, name)) == (1 if fsync_always else 0)
     # The fire is used up either way: the schedule goes on from it.
     assert c.engine.stores.triggers.last_fire(definition_id) == math.floor(now / 60) * 60
+
+
+@pytest.mark.parametrize("fsync_always", [False, True], ids=["everysec", "always"])
+def test_the_waveless_release_checks_strict(client, strict_engine, fsync_always) -> None:
+    """Released orders start through the same use case: refused, they stay on the intake (pending, not
+    lost) with the reason recorded; on a server that can fsync, they start."""
+    c = strict_engine.client if fsync_always else client
+    name = define(c, "strict-order", [step("a")], input_schema={"type": "object"}, **STRICT)
+    releaser = EngineClient(c.settings.model_copy(update={"waveless_definition": name}))
+    wl = releaser.engine.waveless(name="test-releaser")
+    wl.submit([{"order_id": f"o-{i}", "sku": "A"} for i in range(3)])
+    assert wl.controller.try_lead()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and not wl.controller.process_continuous_flow():
+        if wl.status()["last_error"]:
+            break
+    status = wl.status()
+    if fsync_always:
+        assert len(started(c, name)) == 3
+        assert status["released_total"] == 3
+    else:
+        assert started(c, name) == []
+        assert "cannot start orders" in status["last_error"] and "STRICT" in status["last_error"]
+        assert status["pending"] == 3, "refused orders stay on the intake, unacknowledged"
