@@ -9,10 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import redis
+from redis.commands.core import Script
 
 from engine.persistence import scripts
+from engine.persistence.aio import async_redis_for
 from engine.persistence.codec import decode_instance
 from engine.persistence.fastpath import runner_for
 from engine.persistence.keys import Keys
@@ -39,11 +42,32 @@ class Dispatch:
         self._exit = client.register_script(scripts.EXIT)
         self._tick = client.register_script(scripts.TICK)
         self._fast = runner_for(client)
+        self._aio = async_redis_for(client)
 
+    # Each hot-path call is built once and sent either way: blocking (``claim``) or on the worker's
+    # event loop (``claim_async``), so the sync and asyncio paths cannot drift apart.
     def claim(self, dispatcher: str, now_ms: int, lease_until_ms: int, limit: int, idle_until_ms: int) -> Claim:
-        res = self._fast.run(
-            self._claim, [self.keys.sched, self.keys.idle], [now_ms, lease_until_ms, limit, dispatcher, idle_until_ms]
+        return self._claim_result(
+            self._fast.run(*self._claim_call(dispatcher, now_ms, lease_until_ms, limit, idle_until_ms))
         )
+
+    async def claim_async(
+        self, dispatcher: str, now_ms: int, lease_until_ms: int, limit: int, idle_until_ms: int
+    ) -> Claim:
+        call = self._claim_call(dispatcher, now_ms, lease_until_ms, limit, idle_until_ms)
+        return self._claim_result((await self._aio.evalsha_many([call]))[0])
+
+    def _claim_call(
+        self, dispatcher: str, now_ms: int, lease_until_ms: int, limit: int, idle_until_ms: int
+    ) -> tuple[Script, list[str], list[Any]]:
+        return (
+            self._claim,
+            [self.keys.sched, self.keys.idle],
+            [now_ms, lease_until_ms, limit, dispatcher, idle_until_ms],
+        )
+
+    @staticmethod
+    def _claim_result(res: Any) -> Claim:
         n = int(res[0])
         if n == 0:
             nxt = res[1]
@@ -52,10 +76,23 @@ class Dispatch:
 
     def acquire(self, ids: Sequence[str], owner: str, lease_until_ms: int) -> dict[str, StoredWorkflow]:
         """Take the lease of claimed workflows (one pipelined round trip); bumps each fence."""
+        calls = self._acquire_calls(ids, owner, lease_until_ms)
+        return self._acquired(ids, owner, lease_until_ms, self._fast.run_many(calls))
+
+    async def acquire_async(self, ids: Sequence[str], owner: str, lease_until_ms: int) -> dict[str, StoredWorkflow]:
+        calls = self._acquire_calls(ids, owner, lease_until_ms)
+        return self._acquired(ids, owner, lease_until_ms, await self._aio.evalsha_many(calls))
+
+    def _acquire_calls(
+        self, ids: Sequence[str], owner: str, lease_until_ms: int
+    ) -> list[tuple[Script, list[str], list[Any]]]:
         k = self.keys
-        replies = self._fast.run_many(
-            [(self._acquire, [k.state(wid), k.sched, k.events(wid)], [wid, owner, lease_until_ms]) for wid in ids]
-        )
+        return [(self._acquire, [k.state(wid), k.sched, k.events(wid)], [wid, owner, lease_until_ms]) for wid in ids]
+
+    @staticmethod
+    def _acquired(
+        ids: Sequence[str], owner: str, lease_until_ms: int, replies: Sequence[Any]
+    ) -> dict[str, StoredWorkflow]:
         out = {}
         for wid, res in zip(ids, replies, strict=True):
             if int(res[0]) == 0:

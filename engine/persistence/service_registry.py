@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis
+from redis.commands.core import Script
 
 from engine.domain.services import (
     CircuitState,
@@ -28,6 +29,7 @@ from engine.domain.services import (
 )
 from engine.errors import NotFound
 from engine.persistence import scripts
+from engine.persistence.aio import async_redis_for
 from engine.persistence.codec import dumps, loads
 from engine.persistence.fastpath import runner_for
 from engine.persistence.keys import Keys
@@ -78,6 +80,7 @@ class ServiceRegistry:
         self._end = client.register_script(scripts.BREAKER_END)
         self._force = client.register_script(scripts.BREAKER_FORCE)
         self._fast = runner_for(client)
+        self._aio = async_redis_for(client)
         self._endpoints: dict[str, ServiceEndpoint] = {}
         self._version: str | None = None
         self._checked = 0.0
@@ -146,6 +149,18 @@ class ServiceRegistry:
     # ------------------------------------------------------------------ load balancing + breaker
     def select_instance(self, endpoint: ServiceEndpoint, correlation_id: str | None = None) -> Lease | Refusal:
         """Admit a call through the endpoint's breaker and choose its instance (seed: selectInstance)."""
+        call, token = self._begin_call(endpoint, correlation_id)
+        return self._begin_result(endpoint, token, self._fast.run(*call))
+
+    async def select_instance_async(
+        self, endpoint: ServiceEndpoint, correlation_id: str | None = None
+    ) -> Lease | Refusal:
+        call, token = self._begin_call(endpoint, correlation_id)
+        return self._begin_result(endpoint, token, (await self._aio.evalsha_many([call]))[0])
+
+    def _begin_call(
+        self, endpoint: ServiceEndpoint, correlation_id: str | None
+    ) -> tuple[tuple[Script, list[str], list[Any]], str]:
         k = self.keys
         now = _ms()
         candidates = self.healthy_instances(endpoint)
@@ -169,7 +184,11 @@ class ServiceRegistry:
         ]
         for i in candidates:
             args += [i.id, i.capacity]
-        code, what, state, retry_ms, trial = self._fast.run(self._begin, keys, args)
+        return (self._begin, keys, args), token
+
+    @staticmethod
+    def _begin_result(endpoint: ServiceEndpoint, token: str, reply: Any) -> Lease | Refusal:
+        code, what, state, retry_ms, trial = reply
         if int(code) != 1:
             return Refusal(endpoint.name, what, int(retry_ms) / 1000.0, CircuitState(state))
         instance = endpoint.instance(what)
@@ -178,15 +197,25 @@ class ServiceRegistry:
 
     def release(self, endpoint: ServiceEndpoint, lease: Lease, ok: bool) -> tuple[CircuitState, str]:
         """Record the call's outcome: it leaves the in-flight count and enters the breaker's window."""
+        return self._released(endpoint, self._fast.run(*self._end_call(endpoint, lease, ok)))
+
+    async def release_async(self, endpoint: ServiceEndpoint, lease: Lease, ok: bool) -> tuple[CircuitState, str]:
+        reply = (await self._aio.evalsha_many([self._end_call(endpoint, lease, ok)]))[0]
+        return self._released(endpoint, reply)
+
+    def _end_call(self, endpoint: ServiceEndpoint, lease: Lease, ok: bool) -> tuple[Script, list[str], list[Any]]:
         k = self.keys
         b = endpoint.breaker
-        state, transition = self._fast.run(
+        return (
             self._end,
             [k.breaker(endpoint.name), k.breaker_window(endpoint.name), k.in_flight(endpoint.name, lease.instance_id),
              k.feed],
             [_ms(), lease.token, "ok" if ok else "fail", 1 if lease.trial else 0, b.window, b.min_calls,
              b.failure_rate, int(b.open_seconds * 1000), b.half_open_calls, endpoint.name, self.settings.feed_maxlen],
         )  # fmt: skip
+
+    def _released(self, endpoint: ServiceEndpoint, reply: Any) -> tuple[CircuitState, str]:
+        state, transition = reply
         if transition == "OPENED":
             trip = Series("breaker_trips", (endpoint.name,))
             StatsStore(self.r, self.settings.key_prefix).flush(time.time(), {}, {trip: 1})

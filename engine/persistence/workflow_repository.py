@@ -17,6 +17,7 @@ from engine.domain.instance import WorkflowInstance
 from engine.domain.status import WorkflowStatus
 from engine.errors import ConcurrencyConflict, EngineError, LeaseLost, WorkflowNotFound
 from engine.persistence import scripts
+from engine.persistence.aio import async_redis_for
 from engine.persistence.codec import decode_instance, encode_event, encode_instance, loads
 from engine.persistence.event_stream import decode_entry
 from engine.persistence.fastpath import runner_for
@@ -87,6 +88,7 @@ class WorkflowRepository:
         self._commit = client.register_script(scripts.COMMIT)
         self._read_script = client.register_script(scripts.READ)
         self._fast = runner_for(client)
+        self._aio = async_redis_for(client)
 
     # ------------------------------------------------------------------ writes
     def create(
@@ -186,6 +188,12 @@ class WorkflowRepository:
         if isinstance(result, Exception):
             raise result
         return result
+
+    async def commit_async(self, request: CommitRequest) -> CommitResult | EngineError:
+        """A worker's commit on its event loop: many sagas' commits share one connection, each waiting
+        only for its own reply. A per-saga outcome (conflict, lost lease) is returned, not raised."""
+        reply = await self._aio.evalsha(self._commit, *self._commit_call(request))
+        return self._commit_result(request, reply)
 
     # Pipelined commits: a worker sends one saga's commit and works on another saga while the reply
     # travels. Replies come back in the order the commits were sent.
