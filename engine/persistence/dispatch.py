@@ -1,14 +1,17 @@
 """The schedule: which workflows are due, who holds them, and waking dispatchers.
 
-``sched`` scores every live workflow with the time a worker should next look at it: now for
-runnable work, a retry's due time, the deadline of a paused saga, or the lease expiry while a worker
-holds it. A worker that dies simply stops renewing, and the workflow becomes due again.
+``sched`` scores every live workflow a worker has seen with the time a worker should next look at it:
+now for runnable work, a retry's due time, the deadline of a paused saga, or the lease expiry while a
+worker holds it. A worker that dies simply stops renewing, and the workflow becomes due again. Fresh
+starts wait in ``ready`` (by creation time) until a claim moves them to ``sched``; a claim serves what
+is due in ``sched`` first, so recovered sagas, retries and timers never queue behind a backlog of
+fresh starts.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import redis
@@ -27,7 +30,12 @@ from engine.settings import EngineSettings
 class Claim:
     ids: list[str]
     more: bool
+    """More is due or ready than this claim took."""
     next_due_ms: int | None
+    """With no ids: when the next workflow falls due (None: nothing scheduled)."""
+    due_ms: list[int] = field(default_factory=list)
+    """Aligned with ``ids``: when each was due (a fresh start: its creation), so that the claim time
+    minus it is the dispatch lag."""
 
 
 class Dispatch:
@@ -46,6 +54,8 @@ class Dispatch:
 
     # Each hot-path call is built once and sent either way: blocking (``claim``) or on the worker's
     # event loop (``claim_async``), so the sync and asyncio paths cannot drift apart.
+    # ``idle_until_ms`` > 0: the caller has free capacity and stays registered as idle until then (a
+    # start wakes it), whether or not the claim found work; 0: it is at capacity.
     def claim(self, dispatcher: str, now_ms: int, lease_until_ms: int, limit: int, idle_until_ms: int) -> Claim:
         return self._claim_result(
             self._fast.run(*self._claim_call(dispatcher, now_ms, lease_until_ms, limit, idle_until_ms))
@@ -62,7 +72,7 @@ class Dispatch:
     ) -> tuple[Script, list[str], list[Any]]:
         return (
             self._claim,
-            [self.keys.sched, self.keys.idle],
+            [self.keys.sched, self.keys.idle, self.keys.ready],
             [now_ms, lease_until_ms, limit, dispatcher, idle_until_ms],
         )
 
@@ -72,7 +82,7 @@ class Dispatch:
         if n == 0:
             nxt = res[1]
             return Claim([], False, int(float(nxt)) if nxt not in (None, "") else None)
-        return Claim(list(res[2:]), bool(int(res[1])), None)
+        return Claim(list(res[2::2]), bool(int(res[1])), None, [int(float(due)) for due in res[3::2]])
 
     def acquire(self, ids: Sequence[str], owner: str, lease_until_ms: int) -> dict[str, StoredWorkflow]:
         """Take the lease of claimed workflows (one pipelined round trip); bumps each fence."""
@@ -118,7 +128,8 @@ class Dispatch:
 
     def may_exit(self, dispatcher: str, now_ms: int) -> bool:
         """Atomically deregister an idle dispatcher unless work or a wake token arrived."""
-        res = self._exit(keys=[self.keys.idle, self.keys.wake, self.keys.sched], args=[dispatcher, now_ms])
+        k = self.keys
+        res = self._exit(keys=[k.idle, k.wake, k.sched, k.ready], args=[dispatcher, now_ms])
         return not int(res)
 
     def wait_for_wake(self, timeout_s: float) -> bool:
@@ -129,9 +140,8 @@ class Dispatch:
 
     def tick(self, now_ms: int) -> bool:
         """Safety net: True when a dispatch job should be enqueued (work due, nobody idle, none queued)."""
-        res = self._tick(
-            keys=[self.keys.sched, self.keys.idle, self.keys.wake, self.keys.queued], args=[now_ms, FLAG_TTL_MS]
-        )
+        k = self.keys
+        res = self._tick(keys=[k.sched, k.idle, k.wake, k.queued, k.ready], args=[now_ms, FLAG_TTL_MS])
         return bool(int(res))
 
     def clear_queued_flag(self) -> None:

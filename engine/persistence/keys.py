@@ -30,6 +30,10 @@ class Keys:
     def sched(self) -> str:  # ZSET workflow id -> epoch ms when a worker should next look at it
         return f"{self.prefix}:sched"
 
+    @cached_property
+    def ready(self) -> str:  # ZSET fresh starts no worker claimed yet: workflow id -> created ms (FIFO)
+        return f"{self.prefix}:ready"
+
     def by_status(self, status: str) -> str:  # ZSET workflow id -> created ms
         key = self._status_keys.get(status)
         if key is None:

@@ -27,11 +27,12 @@ class Backlog:
     attention: int
     """Workflows that need an operator."""
     runnable: int
-    """Scheduled workflows due now."""
+    """Workflows due now and not claimed: fresh starts (``ready``) and scheduled ones due."""
     scheduled: int
-    """Live workflows on the schedule (runnable, waiting, or held)."""
+    """Live workflows on the schedule (fresh, runnable, waiting, or held)."""
     oldest_due_ms: float | None
-    """When the first workflow on the schedule is (or was) due; None when the schedule is empty."""
+    """When the first workflow on the schedule is (or was) due (a fresh start: its creation); None when
+    the schedule is empty."""
 
 
 @dataclass(frozen=True)
@@ -88,8 +89,11 @@ class MetricsStore:
         pipe.zcount(k.sched, "-inf", now_ms)
         pipe.zcard(k.sched)
         pipe.zrange(k.sched, 0, 0, withscores=True)
-        attention, runnable, scheduled, oldest = pipe.execute()
-        return Backlog(int(attention), int(runnable), int(scheduled), float(oldest[0][1]) if oldest else None)
+        pipe.zcard(k.ready)
+        pipe.zrange(k.ready, 0, 0, withscores=True)
+        attention, due, scheduled, first_due, fresh, first_fresh = pipe.execute()
+        firsts = [float(first[0][1]) for first in (first_due, first_fresh) if first]
+        return Backlog(int(attention), int(due) + int(fresh), int(scheduled) + int(fresh), min(firsts, default=None))
 
     def deadlines(self, statuses: Sequence[str], created_before_ms: int, limit: int) -> dict[str, list[float]]:
         """Per status, the deadlines (epoch s) of its oldest workflows created before ``created_before_ms``

@@ -107,7 +107,7 @@ class WorkflowRepository:
                 k.state(wid),
                 k.events(wid),
                 k.feed,
-                k.sched,
+                k.ready,
                 k.by_status(WorkflowStatus.CREATED.value),
                 k.all_workflows,
                 k.by_definition(inst.workflow_type),
@@ -229,6 +229,7 @@ class WorkflowRepository:
             k.idle,
             k.wake,
             k.queued,
+            k.ready,
         ]
         if r.lock != "none":
             keys.extend(k.lock(res) for res in inst.resources)

@@ -101,7 +101,8 @@ def let_go(client: EngineClient, wid: str, for_s: float = 10.0) -> bool:
     the schedule."""
     stored = client.repo.load(wid)
     due_ms = client.r.zscore(client.repo.keys.sched, wid)
-    return stored.lease_until_ms == 0 and (due_ms is None or due_ms > (time.time() + for_s) * 1000)
+    fresh = client.r.zscore(client.repo.keys.ready, wid) is not None  # a start no worker has claimed yet
+    return stored.lease_until_ms == 0 and not fresh and (due_ms is None or due_ms > (time.time() + for_s) * 1000)
 
 
 def owner_pid(client: EngineClient, wid: str) -> int | None:

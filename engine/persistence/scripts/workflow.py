@@ -7,12 +7,13 @@ from engine.persistence.scripts.wake import WAKE
 CREATE = (
     WAKE
     + """
--- KEYS: 1 state, 2 events, 3 feed, 4 sched, 5 idx status, 6 idx all, 7 idx def, 8 idx corr,
+-- KEYS: 1 state, 2 events, 3 feed, 4 ready, 5 idx status, 6 idx all, 7 idx def, 8 idx corr,
 --       9 idempotency key, 10 idle, 11 wake, 12 queued flag
 -- ARGV: 1 wid, 2 snapshot, 3 event json, 4 event type, 5 created ms, 6 now ms, 7 feed maxlen,
 --       8 use idempotency (0/1), 9 idempotency ttl s, 10 workflow type, 11 correlation id,
 --       12 flag ttl ms, 13 version, 14 schedule (0/1)
 -- Returns {1, wid, enqueue} created; {0, existing wid, 0} idempotent repeat; {-1, wid, 0} id taken
+-- A scheduled start joins ready (fresh starts, oldest first), which CLAIM serves after what is due.
 if ARGV[8] == '1' then
   local existing = redis.call('GET', KEYS[9])
   if existing then return {0, existing, 0} end
@@ -31,7 +32,7 @@ if ARGV[8] == '1' then
 end
 local enqueue = 0
 if ARGV[14] == '1' then
-  redis.call('ZADD', KEYS[4], ARGV[6], ARGV[1])
+  redis.call('ZADD', KEYS[4], ARGV[5], ARGV[1])
   enqueue = wake(KEYS[10], KEYS[11], KEYS[12], ARGV[6], ARGV[12])
 end
 return {1, ARGV[1], enqueue}
@@ -42,7 +43,7 @@ COMMIT = (
     WAKE
     + """
 -- KEYS: 1 state, 2 events, 3 feed, 4 sched, 5 idx old status, 6 idx new status, 7 idx attention,
---       8 idle, 9 wake, 10 queued flag, 11.. semantic lock keys
+--       8 idle, 9 wake, 10 queued flag, 11 ready, 12.. semantic lock keys
 -- ARGV: 1 wid, 2 mode ('run' | 'ctl'), 3 fence, 4 expected version, 5 snapshot, 6 new status,
 --       7 old status, 8 sched op ('keep' | 'set' | 'del' | 'wake'), 9 sched score ms, 10 now ms,
 --       (5: '' keeps the stored snapshot: readers replay the events after its version 'sv')
@@ -55,13 +56,13 @@ if not st[1] then return {-3} end
 if ARGV[2] == 'run' and st[2] ~= ARGV[3] then return {-2, st[2]} end
 if tonumber(st[1]) ~= tonumber(ARGV[4]) then return {-1, st[1]} end
 if ARGV[14] == 'acquire' then
-  for i = 11, #KEYS do
+  for i = 12, #KEYS do
     local holder = redis.call('GET', KEYS[i])
     if holder and holder ~= ARGV[1] then return {-4, holder, KEYS[i]} end
   end
-  for i = 11, #KEYS do redis.call('SET', KEYS[i], ARGV[1]) end
+  for i = 12, #KEYS do redis.call('SET', KEYS[i], ARGV[1]) end
 elseif ARGV[14] == 'release' then
-  for i = 11, #KEYS do
+  for i = 12, #KEYS do
     if redis.call('GET', KEYS[i]) == ARGV[1] then redis.call('DEL', KEYS[i]) end
   end
 end
@@ -94,6 +95,7 @@ if op == 'set' then
   if ARGV[2] == 'run' then redis.call('HSET', KEYS[1], 'lease_until', 0) end
 elseif op == 'del' then
   redis.call('ZREM', KEYS[4], ARGV[1])
+  redis.call('ZREM', KEYS[11], ARGV[1])
   redis.call('HSET', KEYS[1], 'lease_until', 0)
 elseif op == 'wake' then
   if tonumber(st[3] or '0') <= tonumber(ARGV[10]) then
