@@ -1,12 +1,15 @@
-"""What the benches share: waiting for the processes they start, stopping them, and removing what a
-run left on an external Redis server."""
+"""What the benches share: progress on stderr, waiting for the processes they start, stopping them,
+relaying what they wrote, reading their CPU time and peak memory, and removing what a run left on an
+external Redis server."""
 
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -19,6 +22,24 @@ from engine.worker.pool import WorkerPool
 def naive_queue(run: str) -> str:
     """The RQ queue of the naive RQ-job-per-step baseline of bench run ``run``."""
     return f"{run}-naive"
+
+
+def progress(message: str) -> None:
+    """A progress line on stderr: stdout carries the result alone (one JSON document with ``--json``)."""
+    print(f"wes bench: {message}", file=sys.stderr, flush=True)
+
+
+def relay_logs(*paths: Path) -> None:
+    """Copy what the bench's child processes wrote (to log files in the run's temporary directory, so that a
+    failure can quote their tail) to stderr before the directory goes: never to stdout."""
+    for path in paths:
+        try:
+            text = path.read_text(errors="replace")
+        except OSError:
+            continue
+        if text.strip():
+            sys.stderr.write(f"--- {path.name} ---\n{text}{'' if text.endswith(chr(10)) else chr(10)}")
+    sys.stderr.flush()
 
 
 def wait_for(
@@ -95,3 +116,50 @@ def delete_keys(url: str, prefix: str) -> None:
         conn.srem("rq:queues", f"rq:queue:{prefix}", f"rq:queue:{naive_queue(prefix)}")
     finally:
         conn.close()
+
+
+def cpu_seconds(pids: Sequence[int]) -> float | None:
+    """User + system CPU time of the processes so far (Linux /proc; None elsewhere). Unlike throughput,
+    CPU per step barely moves when other programs share the machine."""
+    total = 0.0
+    try:
+        tick = os.sysconf("SC_CLK_TCK")
+        for pid in pids:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+    except (OSError, ValueError, IndexError):
+        return None
+    return total
+
+
+def peak_rss_mb(pids: Sequence[int]) -> float | None:
+    """The largest peak resident set (``VmHWM``, Linux /proc) of the processes, in MiB; None when unreadable.
+    Read it while they run: it is gone with the process."""
+    peaks = []
+    for pid in pids:
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    peaks.append(int(line.split()[1]) / 1024.0)  # kB
+                    break
+        except (OSError, ValueError, IndexError):
+            return None
+    return round(max(peaks), 1) if peaks else None
+
+
+def per_step_us(before: float | None, after: float | None, steps: int) -> float | None:
+    if before is None or after is None or not steps:
+        return None
+    return round((after - before) / steps * 1e6, 1)
+
+
+def quantile(sorted_values: Sequence[float], q: float) -> float | None:
+    """Exact nearest-rank quantile of an already sorted list."""
+    if not sorted_values:
+        return None
+    rank = max(1, math.ceil(q * len(sorted_values)))
+    return sorted_values[min(rank, len(sorted_values)) - 1]
+
+
+def ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000.0, 3)
