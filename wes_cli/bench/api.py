@@ -38,6 +38,7 @@ from engine.persistence.embedded import EmbeddedRedis, free_port
 from engine.persistence.workflow_repository import CommitRequest
 from engine.saga.starting import step_plan
 from engine.settings import EngineSettings
+from wes_cli.bench.support import relay_logs
 from wes_cli.bench.throughput import HANDLER
 from wes_cli.components import ApiComponent
 
@@ -146,6 +147,7 @@ def run(stored: int, requests: int, redis_url: str | None = None) -> dict[str, A
         return result
     finally:
         api.stop()
+        relay_logs(home / "api.log")
         if server is not None:
             server.stop()
             shutil.rmtree(home, ignore_errors=True)

@@ -23,6 +23,7 @@ from engine.persistence.service_registry import Lease
 from engine.persistence.stores import open_stores
 from engine.ports import StepContext
 from engine.settings import EngineSettings
+from wes_cli.bench.support import relay_logs
 
 
 def _quantiles(samples: list[float]) -> tuple[float, float]:
@@ -41,7 +42,7 @@ def run_breaker_bench(calls: int = 2000, redis_url: str | None = None) -> dict[s
             redis_url = server.start().url
         prefix = f"bench-{uuid.uuid4().hex[:8]}"
         settings = EngineSettings(redis_url=redis_url, key_prefix=prefix)
-        with SimCluster(redis_url, {"inventory": 1}, prefix=prefix) as cluster:
+        with SimCluster(redis_url, {"inventory": 1}, prefix=prefix, log_file=home / "sim.log") as cluster:
             registry = open_stores(settings).services
             registry.apply(cluster.services_config())
             endpoint = registry.endpoint("inventory")
@@ -90,4 +91,5 @@ def run_breaker_bench(calls: int = 2000, redis_url: str | None = None) -> dict[s
     finally:
         if server is not None:
             server.stop()
+        relay_logs(home / "sim.log")
         shutil.rmtree(home, ignore_errors=True)

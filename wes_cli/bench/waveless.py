@@ -54,7 +54,7 @@ from engine.saga.waveless_controller import ARRIVED_HEADER
 from engine.settings import EngineSettings
 from engine.worker.pool import WorkerPool
 from sim.orders import generate_orders
-from wes_cli.bench.support import alive, delete_keys, wait_for
+from wes_cli.bench.support import alive, delete_keys, relay_logs, wait_for
 
 DEFINITION = "order-fulfillment-http"
 DEFINITION_FILE = Path(examples.__file__).resolve().parent / "services" / "order_fulfillment_http.yaml"
@@ -133,6 +133,7 @@ def run_waveless_bench(
             for prefix in prefixes:
                 with contextlib.suppress(Exception):
                     delete_keys(url, prefix)
+        relay_logs(*sorted(tmp.glob("*.log")))  # the sim servers' and the workers' output
         shutil.rmtree(tmp, ignore_errors=True)
 
 
