@@ -32,7 +32,16 @@ from engine.errors import (
     StepTimeout,
     WorkflowNotFound,
 )
-from engine.metrics import BAR_QUANTILE, BREAKER_TRIPS, COUNTERS, HISTOGRAMS, SERVICE_CALLS, SLA_TARGETS, build_registry
+from engine.metrics import (
+    BAR_QUANTILE,
+    BREAKER_TRIPS,
+    COUNTERS,
+    HISTOGRAMS,
+    LATENCY_INDICATORS,
+    SERVICE_CALLS,
+    SLA_TARGETS,
+    build_registry,
+)
 from engine.persistence.api_stores import ApiKeyStore, ApiStores, AuditStore, RateLimitStore
 from engine.persistence.errors import StoreError, StoreUnavailable
 from engine.persistence.event_stream import EventFeed, StreamEntry
@@ -46,6 +55,7 @@ __all__ = [
     "BREAKER_TRIPS",
     "COUNTERS",
     "HISTOGRAMS",
+    "LATENCY_INDICATORS",
     "SERVICE_CALLS",
     "SLA_TARGETS",
     "ActionRef",

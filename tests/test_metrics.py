@@ -17,6 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from engine.metrics import (
     COUNTERS,
     HISTOGRAMS,
+    LATENCY_INDICATORS,
     SLA_TARGETS,
     EngineCollector,
     MetricsRecorder,
@@ -75,6 +76,19 @@ def test_every_sla_target_and_bar_is_an_exact_bucket_bound() -> None:
     }
     # float `le` strings (Prometheus 3 normalises le to floats: le="1" would never match)
     assert [t.le for t in SLA_TARGETS] == ["1.0", "30.0", "60.0", "0.1", "0.05"]
+
+
+@pytest.mark.unit
+def test_dispatch_lag_spans_1_ms_to_60_s_with_its_bar_as_a_bucket() -> None:
+    spec = HISTOGRAMS["dispatch_lag"]
+    assert spec.name == "wes_dispatch_lag_seconds" and spec.labels == ()
+    assert (spec.buckets[0], spec.buckets[-1]) == (0.001, 60.0)
+    by_name = {h.name: h for h in HISTOGRAMS.values()}
+    assert [(i.sli, i.quantile, i.bar_seconds, i.bar_le) for i in LATENCY_INDICATORS] == [
+        ("dispatch_lag", 0.95, 0.1, "0.1")
+    ]
+    for ind in LATENCY_INDICATORS:
+        assert HISTOGRAMS[ind.sli].name == ind.metric and ind.bar_seconds in by_name[ind.metric].buckets
 
 
 @pytest.mark.unit
@@ -141,6 +155,27 @@ def test_flushes_of_several_processes_add_up_and_never_reset(client) -> None:
     assert value(samples, "wes_workflow_start_seconds_bucket", workflow_type="wf-a", le="1.0") == 3
     assert value(samples, "wes_workflow_start_seconds_bucket", workflow_type="wf-a", le="+Inf") == 6
     assert value(samples, "wes_workflow_start_seconds_sum", workflow_type="wf-a") == pytest.approx(6.012)
+
+
+def test_dispatch_lag_reaches_prometheus_and_the_rollups_and_fresh_starts_count_as_runnable(client) -> None:
+    for seconds in (0.004, 0.05, 0.3, 75.0):
+        client.engine.stats.observe("dispatch_lag", seconds)
+    t0 = time.time()
+    client.flush_stats()
+    define(client, "metrics-queued", [step("a")])
+    for _ in range(3):
+        start(client, "metrics-queued")  # no worker runs here: they wait as fresh starts
+
+    s = scrape(client)
+    assert value(s, "wes_dispatch_lag_seconds_count") == 4
+    assert value(s, "wes_dispatch_lag_seconds_bucket", le="0.1") == 2
+    assert value(s, "wes_dispatch_lag_seconds_bucket", le="60.0") == 3
+    assert value(s, "wes_dispatch_lag_seconds_sum") == pytest.approx(75.354)
+    assert value(s, "wes_queue_depth", queue="runnable") == 3
+    assert value(s, "wes_scheduled_workflows") == 3
+    assert value(s, "wes_runnable_oldest_age_seconds") >= 0
+    hists, _ = client.stats(t0 - 20, time.time())
+    assert hists["dispatch_lag"].count == 4
 
 
 # ====================================================================== collector on a real engine

@@ -19,6 +19,9 @@ CALL_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.
 """A step's or a compensation's action (a handler or a service call): 1 ms .. 5 min."""
 LONG_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0)
 """Whole sagas and whole compensations: 10 ms .. 2 h (the default workflow deadline is 30 min)."""
+DISPATCH_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+"""Dispatch lag, from due to claimed: 1 ms .. 60 s, our bar (100 ms) one of them. A saga waiting longer
+shows in ``wes_runnable_oldest_age_seconds`` too."""
 
 # ====================================================================== label values
 WORKFLOW_OUTCOMES = ("completed", "compensated")
@@ -109,6 +112,13 @@ HISTOGRAMS: dict[str, HistogramSpec] = {
         (),
         FAST_BUCKETS,
     ),
+    "dispatch_lag": HistogramSpec(
+        "wes_dispatch_lag_seconds",
+        "Dispatch lag: from when a saga fell due (a fresh start: its creation; a retry or a timer: its due "
+        "time; a dead worker's saga: its lease expiry) to a worker claiming it (ours: p95 <= 100 ms).",
+        (),
+        DISPATCH_BUCKETS,
+    ),
     "workflow_duration": HistogramSpec(
         "wes_workflow_duration_seconds",
         "A saga from creation to its end, by outcome.",
@@ -187,6 +197,30 @@ SLA_TARGETS = (
     SlaTarget("event_publishing", "event publishing", "wes_event_publish_seconds", 0.05, 0.999,
               "wes_event_publish_seconds", 0.001),
 )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class LatencyIndicator:
+    """A latency SLI of ours with no seed target: a histogram and our bar on one of its quantiles (the
+    bar is a bucket bound, so "quantile <= bar" is "at least ``quantile`` of it within the bucket")."""
+
+    sli: str
+    """The sample name the stats rollups use (a key of HISTOGRAMS)."""
+    what: str
+    metric: str
+    quantile: float
+    bar_seconds: float
+
+    @property
+    def bar_le(self) -> str:
+        return floatToGoString(self.bar_seconds)
+
+
+LATENCY_INDICATORS = (
+    LatencyIndicator("dispatch_lag", "dispatch lag", "wes_dispatch_lag_seconds", 0.95, 0.1),
+)  # fmt: skip
+"""Dispatch lag p95 <= 100 ms: due work (retries, timers, a dead worker's sagas) and fresh starts are
+picked up within a tenth of a second while the workers keep up; a backlog shows as a missed bar."""
 BAR_QUANTILE = 0.99
 """Our bars are p99s: p99 <= bar  <=>  at least 99 % of observations in the bucket at the bar."""
 SAGA_SUCCESS_OBJECTIVE = 0.99

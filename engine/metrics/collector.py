@@ -140,9 +140,9 @@ class EngineCollector:
             backlog.attention,
         )
         yield _past_deadline(deadlines, now)
-        q = GaugeMetricFamily("wes_queue_depth", "Work waiting, by queue: runnable sagas due and not claimed by a "
-                              "worker, queued RQ dispatch jobs, orders waiting in the waveless intake.",
-                              labels=["queue"])  # fmt: skip
+        q = GaugeMetricFamily("wes_queue_depth", "Work waiting, by queue: runnable sagas (fresh starts and due "
+                              "ones) not claimed by a worker, queued RQ dispatch jobs, orders waiting in the "
+                              "waveless intake.", labels=["queue"])  # fmt: skip
         for name, n in (("runnable", backlog.runnable), ("dispatch_jobs", dispatch_jobs), ("intake", intake)):
             q.add_metric([name], n)
         yield q
