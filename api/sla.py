@@ -5,6 +5,9 @@ The SLA table is the engine's (``engine.SLA_TARGETS``): per row, the histogram w
 the seed's target is the compliance, and our tighter bar (a p99 on the same or an overhead histogram).
 Rollup histograms are log-scale with 5 %-wide buckets: shares and quantiles are within 5 %.
 
+Latency SLIs of ours that have no seed target (``engine.LATENCY_INDICATORS``: the dispatch lag, due to
+picked up) are reported beside the table (``indicators``): their quantiles and our bar on one of them.
+
 Counters labelled by a service rather than a definition (``LABELLED_FAMILIES``: breaker trips, and
 the per-service call outcomes ``service_calls`` (service, ok | failed | refused) the workers' service
 port counts) are never filtered by ``definition`` and are also given per point by service (``by_service``).
@@ -21,6 +24,7 @@ from engine import (
     BREAKER_TRIPS,
     COUNTERS,
     HISTOGRAMS,
+    LATENCY_INDICATORS,
     SERVICE_CALLS,
     SLA_TARGETS,
     LogHistogram,
@@ -77,6 +81,30 @@ def compliance_report(hists: Mapping[str, LogHistogram]) -> list[dict[str, Any]]
                 "bar_p99_s": _round(bar_p99),
                 "bar_compliance": _round(bar.fraction_at_most(row["bar_s"])),
                 "bar_met": None if bar_p99 is None else bar.fraction_at_most(row["bar_s"]) >= BAR_QUANTILE,
+            }
+        )
+    return out
+
+
+def indicators_report(hists: Mapping[str, LogHistogram]) -> list[dict[str, Any]]:
+    """Per latency indicator: its quantiles and whether its bar is met (``quantile`` of it within ``bar_s``)."""
+    out = []
+    empty = LogHistogram()
+    for ind in LATENCY_INDICATORS:
+        h = hists.get(ind.sli, empty)
+        within = h.fraction_at_most(ind.bar_seconds)
+        out.append(
+            {
+                "name": ind.sli,
+                "description": ind.what,
+                "metric": ind.sli,
+                "quantile": ind.quantile,
+                "bar_s": ind.bar_seconds,
+                "count": h.count,
+                **{name: _round(h.quantile(q)) for name, q in QUANTILES},
+                "mean_s": _round(h.total / h.count) if h.count else None,
+                "bar_compliance": _round(within),
+                "bar_met": None if within is None else within >= ind.quantile,
             }
         )
     return out
@@ -153,6 +181,10 @@ def _latency(hists: Mapping[str, LogHistogram]) -> dict[str, dict[str, float | i
             if h is None or not h.count or metric in out:
                 continue
             out[metric] = _point_latency(h, limit)
+    for ind in LATENCY_INDICATORS:
+        h = hists.get(ind.sli)
+        if h is not None and h.count and ind.sli not in out:
+            out[ind.sli] = _point_latency(h, ind.bar_seconds)
     for metric, h in hists.items():
         if metric not in out and h.count:
             out[metric] = _point_latency(h, None)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from panels import WT, Board, p99, quantile, target, thresholds
 
-from engine.metrics import SLA_TARGETS
+from engine.metrics import LATENCY_INDICATORS, SLA_TARGETS
 
 
 def sla() -> Board:
@@ -79,6 +79,31 @@ def sla() -> Board:
             [target(quantile(0.5, t.bar_metric), "p50"), target(p99(t.bar_metric), "p99"),
              target(f"vector({t.bar_seconds})", "bar")],
             "s",
+        )  # fmt: skip
+    b.row("Our latency bars without a seed target")
+    for ind in LATENCY_INDICATORS:
+        label = f"p{round(ind.quantile * 100)}"
+        share = (
+            f'sum(rate({ind.metric}_bucket{{le="{ind.bar_le}"}}[$__range])) / sum(rate({ind.metric}_count[$__range]))'
+        )
+        b.stat(
+            f"{ind.what} <= {ind.bar_seconds * 1000:g} ms (bar: {label})",
+            [target(share, ind.sli, instant=True)],
+            "percentunit",
+            w=6,
+            h=8,
+            defaults={"decimals": 2, "thresholds": thresholds(("red", None), ("green", ind.quantile))},
+            description=f"Share of claims within the bar over the dashboard range; {label} <= bar when it is "
+            f">= {ind.quantile:.0%}.",
+        )
+        b.timeseries(
+            f"{ind.what}: p50 / {label} / p99 vs bar",
+            [target(quantile(0.5, ind.metric), "p50"), target(quantile(ind.quantile, ind.metric), label),
+             target(p99(ind.metric), "p99"), target(f"vector({ind.bar_seconds})", "bar")],
+            "s",
+            w=18,
+            description="From when a saga fell due (a fresh start: its creation; a retry or a timer: its due time; "
+            "a dead worker's saga: its lease expiry) to a worker claiming it.",
         )  # fmt: skip
     return b
 

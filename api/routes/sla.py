@@ -28,7 +28,13 @@ def sla_report(
     until = time.time()
     since = until - window
     hists, _counters = engine.stats(since, until)
-    return {"since": since, "until": until, "window_s": window, "targets": sla.compliance_report(hists)}
+    return {
+        "since": since,
+        "until": until,
+        "window_s": window,
+        "targets": sla.compliance_report(hists),
+        "indicators": sla.indicators_report(hists),
+    }
 
 
 @router.get("/series", response_model=Series, responses=READ, summary="Counts, rates and latency per interval")

@@ -27,11 +27,30 @@ class SlaTarget(BaseModel):
     bar_met: bool | None
 
 
+class LatencyIndicator(BaseModel):
+    name: str = Field(description="The SLI: dispatch_lag (from due to claimed by a worker)")
+    description: str
+    metric: str = Field(description="Rollup histogram it is measured on")
+    quantile: float = Field(description="The quantile our bar is on")
+    bar_s: float = Field(description="Our bar: that quantile at or under it")
+    count: int
+    p50_s: float | None
+    p90_s: float | None
+    p95_s: float | None
+    p99_s: float | None
+    mean_s: float | None
+    bar_compliance: float | None = Field(description="Share at or under the bar (null: no data in the window)")
+    bar_met: bool | None
+
+
 class SlaReport(BaseModel):
     since: float
     until: float
     window_s: float
     targets: list[SlaTarget]
+    indicators: list[LatencyIndicator] = Field(
+        default_factory=list, description="Latency SLIs of ours without a seed target, with our bar"
+    )
 
 
 class SeriesPoint(BaseModel):

@@ -1,4 +1,5 @@
-"""Overview: the five SLA targets, the saga rates of the last hour, and what needs an operator now."""
+"""Overview: the five SLA targets, the saga rates and the dispatch lag of the last hour, and what needs
+an operator now."""
 
 from __future__ import annotations
 
@@ -34,8 +35,10 @@ ui.header("Overview", f"SLA compliance over the last {SLA_WINDOW_S // 60} minute
           "(the engine's 10-second rollups, served by the API).")  # fmt: skip
 
 
-def sla_tiles() -> None:
+def sla_tiles() -> dict:
+    """Draws the SLA tiles; returns the report (its ``indicators`` feed the dispatch-lag tile)."""
     st.subheader("SLA targets")
+    report: dict = {}
     with ui.shown_errors():
         report = ui.read("sla", SLA_WINDOW_S)
         tiles = sla.sla_tiles(report)
@@ -48,9 +51,10 @@ def sla_tiles() -> None:
                                f"{tile['objective']})")  # fmt: skip
                 st.caption(f"p95 {tile['p95']} · p99 {tile['p99']} · target {tile['target']}")
                 st.caption(f"our bar: p99 {tile['bar_p99']} ≤ {tile['bar']} · {tile['count']} samples")
+    return report
 
 
-def rates(now: float) -> None:
+def rates(now: float, report: dict) -> None:
     st.subheader("Sagas and services, last hour")
     since = (now - 3600) // SERIES_STEP_S * SERIES_STEP_S
     frame = calls = None
@@ -65,6 +69,7 @@ def rates(now: float) -> None:
         return
     now_values = sla.window_summary(frame, RATE_WINDOW_S, SERIES_STEP_S)
     recent = service_calls.calls_summary(calls, RATE_WINDOW_S, SERIES_STEP_S)
+    lag = sla.indicator_tile(report)
     up = sum(1 for svc in services if service_state.service_available(svc))
     no_calls = "no calls" if services else "no services"
     tiles = [
@@ -82,11 +87,16 @@ def rates(now: float) -> None:
          service_calls.service_lines_figure(calls, "availability", "Service calls answered OK"), "ov_availability"),
         ("Service error rate", formats.percent_text(recent["error_rate"]) if recent["calls"] else no_calls,
          service_calls.service_lines_figure(calls, "error_rate", "Failed / answered calls, per service"), "ov_errors"),
+        (f"Dispatch lag {lag['label']}", lag["value"],
+         sla.latency_figure(frame, "dispatch_lag_p95_s", "Due → claimed by a worker, p95", lag["bar_s"]),
+         "ov_dispatch_lag"),
     ]  # fmt: skip
     notes = {
         "ov_availability": f"{up} of {len(services)} services up now (a healthy instance, breaker not open)",
         "ov_errors": f"{recent['calls']} calls in the last {RATE_WINDOW_S // 60} min",
     } if services else {}  # fmt: skip
+    notes["ov_dispatch_lag"] = (f"our bar: {lag['label']} ≤ {lag['bar']} · {LIGHT_TEXT[lag['light']]} · "
+                                f"{lag['count']} claims in {SLA_WINDOW_S // 60} min")  # fmt: skip
     for row in (tiles[:4], tiles[4:]):
         for col, (label, value, fig, key) in zip(st.columns(len(row)), row, strict=True):
             with col.container(border=True):
@@ -149,9 +159,9 @@ def problems(now: float) -> None:
 def overview() -> None:
     ui.live_caption()
     now = time.time()
-    sla_tiles()
+    report = sla_tiles()
     problems(now)
-    rates(now)
+    rates(now, report)
 
 
 overview()

@@ -1,4 +1,5 @@
-"""SLA tiles (``GET /sla``) and the saga rates of the engine's rollups (``GET /sla/series``)."""
+"""SLA tiles (``GET /sla``), the dispatch lag (its ``indicators``) and the saga rates of the engine's
+rollups (``GET /sla/series``)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from dashboard.charts.formats import percent_text, seconds_text, to_time
 from dashboard.charts.style import LIGHTS, small
 
 STEP_OUTCOMES = ("completed", "failed", "retried", "recovered")
+DISPATCH_LAG = "dispatch_lag"
+"""The latency indicator of the Overview's dispatch-lag tile: from due to claimed by a worker."""
 
 
 def sla_light(target: Mapping[str, Any]) -> str:
@@ -52,10 +55,29 @@ def sla_tiles(report: Mapping[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+def indicator_tile(report: Mapping[str, Any], name: str = DISPATCH_LAG) -> dict[str, Any]:
+    """The texts of a latency indicator's tile from ``GET /sla``'s ``indicators``: the quantile our bar is
+    on, the bar, and a light (green: bar met, amber: missed, grey: no data in the window)."""
+    row = next((i for i in report.get("indicators") or [] if i.get("name") == name), {})
+    quantile = float(row.get("quantile") or 0.95)
+    label = f"p{round(quantile * 100)}"
+    count = int(row.get("count") or 0)
+    met = row.get("bar_met")
+    light = "grey" if not count or met is None else ("green" if met else "amber")
+    return {
+        "label": label,
+        "value": seconds_text(row.get(f"{label}_s")) if count else "no data",
+        "bar": seconds_text(row.get("bar_s")),
+        "bar_s": row.get("bar_s"),
+        "count": count,
+        "light": light,
+    }
+
+
 SERIES_COLUMNS = (
     "time", "started", "completed", "compensated", "finished", "compensations_started", "step_attempts",
     "steps_retried", "breaker_trips", "completion_per_min", "success_rate", "compensation_per_min", "retry_rate",
-    "started_per_s",
+    "started_per_s", "dispatch_lag_p95_s",
 )  # fmt: skip
 
 
@@ -71,6 +93,7 @@ def series_frame(series: Mapping[str, Any]) -> pd.DataFrame:
         retried = int(c.get("steps.retried", 0))
         comp_started = int(c.get("compensations_started", 0))
         finished = completed + compensated
+        lag = (p.get("latency") or {}).get(DISPATCH_LAG) or {}
         rows.append(
             {
                 "time": to_time(p["start"]),
@@ -87,10 +110,11 @@ def series_frame(series: Mapping[str, Any]) -> pd.DataFrame:
                 "compensation_per_min": comp_started * 60.0 / step,
                 "retry_rate": retried / attempts if attempts else None,
                 "started_per_s": int(c.get("workflows_started", 0)) / step,
+                "dispatch_lag_p95_s": lag.get("p95_s"),
             }
         )
     frame = pd.DataFrame(rows, columns=list(SERIES_COLUMNS))
-    for col in ("success_rate", "retry_rate"):
+    for col in ("success_rate", "retry_rate", "dispatch_lag_p95_s"):
         frame[col] = pd.to_numeric(frame[col], errors="coerce")
     return frame
 
@@ -137,4 +161,19 @@ def rate_figure(
     small(fig, title)
     if percent:
         fig.update_yaxes(tickformat=".0%", range=[0, 1.05])
+    return fig
+
+
+def latency_figure(frame: pd.DataFrame, column: str, title: str, bar: float | None = None) -> go.Figure:
+    """A latency column of :func:`series_frame` over time (seconds; gaps where nothing was measured),
+    with our bar as a dotted line."""
+    fig = go.Figure()
+    x = frame["time"] if not frame.empty else []
+    y = frame[column] if not frame.empty else []
+    fig.add_trace(go.Scatter(x=x, y=y, name=title, mode="lines+markers", line={"width": 2}, marker={"size": 4},
+                             connectgaps=False))  # fmt: skip
+    if bar is not None:
+        fig.add_hline(y=bar, line_dash="dot", line_color=LIGHTS["amber"], annotation_text="our bar")
+    small(fig, title)
+    fig.update_yaxes(ticksuffix=" s")
     return fig

@@ -44,6 +44,26 @@ def test_series_counts_service_calls_by_service_whatever_the_definition():
     assert row["p50_s"] == pytest.approx(0.002, rel=0.06)
 
 
+@pytest.mark.unit
+def test_dispatch_lag_is_reported_against_our_bar_beside_the_sla_table():
+    h = LogHistogram()
+    for seconds in [0.01] * 19 + [0.5]:
+        h.observe(seconds)
+    (row,) = sla.indicators_report({"dispatch_lag": h})
+    assert (row["name"], row["metric"], row["quantile"], row["bar_s"], row["count"]) == (
+        "dispatch_lag", "dispatch_lag", 0.95, 0.1, 20,
+    )  # fmt: skip
+    assert row["bar_compliance"] == 0.95 and row["bar_met"] is True
+    assert row["p95_s"] == pytest.approx(0.01, rel=0.06) and row["p99_s"] == pytest.approx(0.5, rel=0.06)
+    (point,) = sla.build_series([(1000, {"dispatch_lag": h}, {})], 1000, 1009, 10)[0]
+    assert point["latency"]["dispatch_lag"]["compliance"] == 0.95
+    h.observe(0.5)
+    assert sla.indicators_report({"dispatch_lag": h})[0]["bar_met"] is False
+    (empty,) = sla.indicators_report({})
+    assert empty["count"] == 0 and empty["bar_met"] is None and empty["p95_s"] is None
+    assert all(t["name"] != "dispatch_lag" for t in sla.compliance_report({"dispatch_lag": h}))
+
+
 def test_compliance_and_series_from_the_rollups(stack, flow):
     op, viewer = stack.http("operator"), stack.http("viewer")
     t0 = time.time()
@@ -73,6 +93,8 @@ def test_compliance_and_series_from_the_rollups(stack, flow):
     step = targets["step_execution"]
     assert step["metric"] == "step_execution" and step["bar_metric"] == "step_overhead" and step["bar_count"] >= 12
     assert targets["compensation"]["count"] == 0 and targets["compensation"]["compliance"] is None
+    (lag,) = viewer.get("/sla", params={"window": 120}).json()["indicators"]
+    assert lag["name"] == "dispatch_lag" and lag["bar_s"] == 0.1 and lag["quantile"] == 0.95
 
     r = viewer.get("/sla/series", params={"since": t0 - 30, "definition": flow})
     assert r.status_code == 200, r.text

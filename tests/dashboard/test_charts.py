@@ -75,6 +75,24 @@ def test_rate_figures():
     assert len(empty.data) == 1 and len(empty.data[0].x) == 0
 
 
+def test_dispatch_lag_tile_and_series():
+    row = {"name": "dispatch_lag", "quantile": 0.95, "bar_s": 0.1, "count": 40, "p95_s": 0.0123, "bar_met": True}
+    tile = sla.indicator_tile({"indicators": [row]})
+    assert (tile["label"], tile["value"], tile["bar"], tile["light"], tile["count"]) == ("p95", "12.3 ms", "100 ms",
+                                                                                         "green", 40)  # fmt: skip
+    assert sla.indicator_tile({"indicators": [{**row, "bar_met": False, "p95_s": 2.5}]})["light"] == "amber"
+    none = sla.indicator_tile({"targets": []})
+    assert none["value"] == "no data" and none["light"] == "grey"
+
+    points = series({}, {})
+    points["points"][0]["latency"] = {"dispatch_lag": {"count": 3, "p95_s": 0.02}}
+    frame = sla.series_frame(points)
+    assert frame["dispatch_lag_p95_s"].iloc[0] == 0.02 and math.isnan(frame["dispatch_lag_p95_s"].iloc[1])
+    fig = sla.latency_figure(frame, "dispatch_lag_p95_s", "Lag", bar=0.1)
+    assert list(fig.data[0].y[:1]) == [0.02] and fig.layout.shapes[0].y0 == 0.1 and fig.layout.title.text == "Lag"
+    assert len(sla.latency_figure(sla.series_frame({}), "dispatch_lag_p95_s", "Lag").data[0].x) == 0
+
+
 def calls_series(*points, step=60):
     """``points``: per point, ``{service: (ok, failed, refused)}``."""
     return {

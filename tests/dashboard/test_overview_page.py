@@ -1,5 +1,5 @@
-"""The Overview page against the real API: the five SLA tiles, the rate charts from the engine's
-rollups, and the problems of the moment, each one click away."""
+"""The Overview page against the real API: the five SLA tiles, the rate charts and the dispatch lag from
+the engine's rollups, and the problems of the moment, each one click away."""
 
 from __future__ import annotations
 
@@ -48,7 +48,8 @@ def test_sla_tiles_and_rate_charts(app, stack, flow):
     charts = {c.proto.id: json.loads(c.proto.spec) for c in at.get("plotly_chart")}
     titles = {c["layout"]["title"]["text"]: c for c in charts.values()}
     assert {"Sagas completed per minute", "Completed / ended", "Sagas compensating per minute",
-            "Step attempts retried", "Breaker trips per minute"} <= set(titles)  # fmt: skip
+            "Step attempts retried", "Breaker trips per minute", "Due → claimed by a worker, p95"} <= set(titles)  # fmt: skip
+    assert "Dispatch lag p95" in values and any(str(c.value).startswith("our bar: p95 ≤ 100 ms") for c in at.caption)
     completed = titles["Sagas completed per minute"]["data"][0]
     assert len(completed["x"]) >= 60 and completed["y"], "an hour of 1-minute points"
     assert not control_keys(at)
