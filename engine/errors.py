@@ -16,6 +16,7 @@
       + StepError                   raised by step handlers; retryability is data on the error
           - NonRetryableStepError
           - StepTimeout
+          - AttemptStillRunning
 
 Retryability is data (``StepError.retryable``), not a branch of the tree, so a handler can say
 "this one is final" for any error type.
@@ -102,3 +103,11 @@ class NonRetryableStepError(StepError):
 
 class StepTimeout(StepError):
     """The attempt ran past its step timeout. Retryable: the outcome is unknown, not failed."""
+
+
+class AttemptStillRunning(StepError):
+    """A blocking handler ran past its timeout and the grace after it, and could not be stopped: it
+    may still act. Final: neither retried nor compensated while it may run (its compensation is parked
+    for an operator), so the saga ends requiring attention instead of claiming a clean undo."""
+
+    retryable = False

@@ -22,7 +22,11 @@ from engine.domain.policies import ActionRef, CompensationAction, CustomBackoff,
 from engine.domain.status import CompensationType, StepStatus, WorkflowStatus
 
 TIMEOUT_ERROR = "StepTimeout"
-"""An attempt that overran its time: its effect is unknown (uncertain)."""
+"""An attempt that overran its time and was stopped (or returned late): its effect is unknown."""
+STILL_RUNNING_ERROR = "AttemptStillRunning"
+"""An attempt past its timeout and grace that could not be stopped: it may still act. Its step is
+neither retried nor compensated meanwhile (the compensation is parked)."""
+STILL_RUNNING_NOTE = "attempt-still-running"
 INTERRUPTED_ERROR = "StepInterrupted"
 MAX_MESSAGE = 2000
 
@@ -62,7 +66,7 @@ class AttemptResult:
 
     @property
     def uncertain(self) -> bool:
-        return not self.ok and self.error_type == TIMEOUT_ERROR
+        return not self.ok and self.error_type in (TIMEOUT_ERROR, STILL_RUNNING_ERROR)
 
 
 # ---------------------------------------------------------------------------------------------- keys
@@ -189,23 +193,17 @@ def fail(inst: WorkflowInstance, step_id: str | None, reason: str, now: float) -
     return [ev.WorkflowFailed(inst.workflow_id, now, step_id, reason), _compensation_started(inst, now, reason)]
 
 
-def time_out(inst: WorkflowInstance, inflight: Collection[str], now: float) -> list[ev.DomainEvent]:
-    """The workflow deadline passed: steps still in flight are given up as uncertain, then the saga
-    times out and compensates."""
-    out: list[ev.DomainEvent] = [
-        ev.StepFailed(
-            inst.workflow_id,
-            now,
-            sid,
-            inst.step(sid).attempt,
-            "abandoned at the workflow deadline",
-            TIMEOUT_ERROR,
-            False,
-            None,
-            True,
-        )
-        for sid in inflight
-    ]
+def time_out(inst: WorkflowInstance, abandoned: Mapping[str, bool], now: float) -> list[ev.DomainEvent]:
+    """The workflow deadline passed: the attempts that were in flight have been stopped (``abandoned``:
+    step id -> still running, for a blocking one that would not end within its grace). Each is given up
+    as uncertain, then the saga times out and compensates."""
+    out: list[ev.DomainEvent] = []
+    for sid, still_running in abandoned.items():
+        reason = "abandoned at the workflow deadline"
+        if still_running:
+            reason += "; its attempt could not be stopped and may still act"
+        error = STILL_RUNNING_ERROR if still_running else TIMEOUT_ERROR
+        out.append(ev.StepFailed(inst.workflow_id, now, sid, inst.step(sid).attempt, reason, error, False, None, True))
     last = inst.last_executed_step()
     out.append(ev.WorkflowTimeout(inst.workflow_id, now, last, now - inst.created_at))
     # Built against the state after those events: the given-up steps join the stack as uncertain.
@@ -260,12 +258,17 @@ class CompensationPlan:
 def plan_compensation(inst: WorkflowInstance, step: StepDefinition, now: float, fence: int | None) -> CompensationPlan:
     """By the step's CompensationAction: MANUAL parks it for an operator (an operator's retry of a
     MANUAL step without an action counts as done), ALTERNATIVE calls the alternative when there is no
-    undo or the undo failed, UNDO and RETRY call the undo."""
+    undo or the undo failed, UNDO and RETRY call the undo. A step whose attempt may still be running is
+    parked whatever its type (``attempt-still-running``) until an operator retries it."""
     comp = step.compensation
     if comp is None:
         raise ValueError(f"step {step.id} has no compensation")
     se = inst.step(step.id)
     wid = inst.workflow_id
+    if (se.error or {}).get("type") == STILL_RUNNING_ERROR and not se.comp_operator_retry:
+        # Undoing what may still be done would leak the effect the attempt applies after its undo.
+        note = f"{STILL_RUNNING_NOTE}: {(se.error or {}).get('message', '')}".strip()
+        return CompensationPlan([ev.CompensationParked(wid, now, step.id, note)])
     if comp.type is CompensationType.MANUAL and (comp.action is None or not se.comp_operator_retry):
         if comp.action is None and se.comp_operator_retry:
             return CompensationPlan([ev.StepCompensated(wid, now, step.id, se.comp_attempt + 1, "operator", 0.0)])
@@ -303,7 +306,9 @@ def on_compensation_outcome(
     if result.ok:
         return [ev.StepCompensated(wid, now, step_id, attempt, via, result.elapsed)]
     will_retry, next_at = False, None
-    if comp.type is CompensationType.RETRY and attempt <= comp.max_retries:
+    if result.error_type == STILL_RUNNING_ERROR:
+        pass  # an undo that may still run is not started again
+    elif comp.type is CompensationType.RETRY and attempt <= comp.max_retries:
         will_retry = True
         next_at = now + max(comp.retry_policy().next_delay(attempt, rng), result.retry_after)
     elif comp.type is CompensationType.ALTERNATIVE and via == "action" and comp.alternative is not None:

@@ -198,7 +198,7 @@ def test_the_compensation_budget_has_a_floor() -> None:
 
 def test_timing_out_gives_up_the_steps_in_flight_and_compensates_them_too() -> None:
     saga = SagaBuilder(fan_out_plan()).start().run_step("a").start_step("b").start_step("c").finish_step("c")
-    events = outcomes.time_out(saga.inst, ["b"], saga.now)
+    events = outcomes.time_out(saga.inst, {"b": False}, saga.now)
     assert [type(e).__name__ for e in events] == ["StepFailed", "WorkflowTimeout", "CompensationStarted"]
     given_up, timeout, started = events
     assert (given_up.step_id, given_up.error_type, given_up.uncertain, given_up.will_retry) == (
@@ -212,6 +212,23 @@ def test_timing_out_gives_up_the_steps_in_flight_and_compensates_them_too() -> N
     for e in events:  # they apply, in order, to the instance they were computed from
         saga.record(e)
     assert saga.inst.status.value == "COMPENSATING"
+
+
+def test_an_attempt_still_running_at_the_deadline_is_given_up_as_such() -> None:
+    saga = SagaBuilder(fan_out_plan()).start().run_step("a").start_step("b").start_step("c")
+    given_up_b, given_up_c, _timeout, started = outcomes.time_out(saga.inst, {"b": True, "c": False}, saga.now)
+    assert (given_up_b.error_type, given_up_b.uncertain, given_up_b.will_retry) == ("AttemptStillRunning", True, False)
+    assert "may still act" in given_up_b.reason
+    assert given_up_c.error_type == "StepTimeout"
+    assert started.steps_to_compensate == ["c", "b", "a"]
+
+
+def test_an_attempt_still_running_is_final_whatever_the_policy() -> None:
+    saga = running_step("a")
+    (event,) = outcomes.on_step_outcome(
+        saga.inst, steps()["a"], failure("AttemptStillRunning", retryable=False), saga.now, random.Random()
+    )
+    assert (event.will_retry, event.uncertain) == (False, True)
 
 
 def test_completion_carries_every_step_output() -> None:
@@ -294,6 +311,31 @@ def test_how_the_top_of_the_stack_is_compensated(case, comp, prior, kind, via, t
         assert isinstance(event, ev.CompensationParked) and plan.call is None, case
     else:
         assert isinstance(event, ev.StepCompensated) and event.via == "operator" and plan.call is None, case
+
+
+@pytest.mark.parametrize("comp", [{"action": UNDO}, {"type": "RETRY", "action": UNDO}, {"type": "MANUAL"}])
+def test_a_step_whose_attempt_may_still_run_is_parked_not_undone(comp) -> None:
+    """Undoing what may still be done would leak the effect the attempt applies after its undo."""
+    saga = SagaBuilder(("a",)).start().start_step("a")
+    saga.fail_step("a", error_type="AttemptStillRunning", uncertain=True).begin_compensation("timeout")
+    step = steps(a={"compensation": comp})["a"]
+    plan = outcomes.plan_compensation(saga.inst, step, saga.now, fence=1)
+    (event,) = plan.events
+    assert isinstance(event, ev.CompensationParked) and plan.call is None
+    assert event.note.startswith("attempt-still-running")
+    # An operator who knows the attempt ended retries it: then it is undone as usual.
+    saga.record(event)
+    saga.finish_compensation("timeout").retry_compensation(["a"])
+    if comp.get("type") != "MANUAL":
+        assert outcomes.plan_compensation(saga.inst, step, saga.now, fence=1).call == ActionRef(handler=UNDO)
+
+
+def test_an_undo_that_may_still_run_is_not_retried() -> None:
+    saga, _ = compensating("a")
+    comp = CompensationAction(CompensationType.RETRY, ActionRef(UNDO), max_retries=5)
+    result = failure("AttemptStillRunning", retryable=False)
+    (event,) = outcomes.on_compensation_outcome(saga.inst, "a", comp, 1, "action", result, saga.now, random.Random())
+    assert isinstance(event, ev.CompensationFailed) and not event.will_retry
 
 
 def test_a_compensation_timeout_of_its_own_wins_over_the_steps() -> None:
