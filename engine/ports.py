@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -31,6 +32,16 @@ class StepContext:
     consistency: str = "AT_LEAST_ONCE"
     timeout: float | None = None
     """Seconds this attempt may take (the step or compensation timeout)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Invocation:
+    """How one call of a step action or compensation runs: a coroutine on the worker's event loop
+    (``async def`` handlers, HTTP services), or a blocking function on a pool thread (plain handlers)."""
+
+    call: Callable[[], Any]
+    """Returns the call's output; a coroutine when not ``blocking``."""
+    blocking: bool
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ availability and error-rate history of ``GET /sla/series``.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from typing import Any
@@ -59,6 +60,7 @@ class HttpServicePort:
             limits=httpx.Limits(max_connections=200, max_keepalive_connections=50), trust_env=False
         )
         self._pid = os.getpid()
+        self._async_http: httpx.AsyncClient | None = None
 
     # ------------------------------------------------------------------ ServiceIntegrationPort
     def execute_step(self, endpoint: ActionRef, ctx: StepContext) -> StepResult:
@@ -86,38 +88,85 @@ class HttpServicePort:
 
     # ------------------------------------------------------------------ the call
     def call(self, ref: ActionRef, ctx: StepContext) -> Any:
+        """A blocking call (tools, the breaker bench); workers use :meth:`call_async`."""
         if os.getpid() != self._pid:  # a forked process must not share the parent's sockets
             self.http = httpx.Client(trust_env=False)
             self._pid = os.getpid()
         service = self.registry.endpoint(ref.service or "")
         decision = self.registry.select_instance(service, ctx.correlation_id)
-        if isinstance(decision, Refusal):
-            self._count(service.name, "refused")
-            if decision.reason.startswith("no healthy"):
-                raise ServiceUnavailable(f"service {service.name}: no healthy instance")
-            raise CircuitOpenError(
-                f"service {service.name}: circuit breaker {decision.state.value} ({decision.reason}); not called",
-                decision.retry_after,
-            )
+        lease = self._admitted(service, decision)
         ok = False
         try:
-            result = self._send(service, decision, ref.operation or "", ctx)
+            url, body, headers, timeout = self._request(service, lease, ref.operation or "", ctx)
+            started = time.perf_counter()
+            try:
+                response = self.http.post(url, json=body, headers=headers, timeout=timeout)
+            except httpx.HTTPError as exc:
+                raise self._transport_error(service, lease, ref, timeout, exc)
+            result = self._result(service, lease, ref, response, started)
             ok = True
             return result
         except NonRetryableStepError:
             ok = True  # the service answered and refused: it works, so a success for the breaker
             raise
         finally:
-            self.registry.release(service, decision, ok)
+            self.registry.release(service, lease, ok)
             self._count(service.name, "ok" if ok else "failed")
+
+    async def call_async(self, ref: ActionRef, ctx: StepContext) -> Any:
+        """A call on the worker's event loop: many in flight at once, each cancelled cleanly (the request
+        aborted, the breaker told it failed) when its attempt is stopped."""
+        service = self.registry.endpoint(ref.service or "")
+        decision = await self.registry.select_instance_async(service, ctx.correlation_id)
+        lease = self._admitted(service, decision)
+        ok = False
+        try:
+            url, body, headers, timeout = self._request(service, lease, ref.operation or "", ctx)
+            started = time.perf_counter()
+            try:
+                response = await self.async_http.post(url, json=body, headers=headers, timeout=timeout)
+            except httpx.HTTPError as exc:
+                raise self._transport_error(service, lease, ref, timeout, exc)
+            result = self._result(service, lease, ref, response, started)
+            ok = True
+            return result
+        except NonRetryableStepError:
+            ok = True
+            raise
+        finally:
+            # Shielded: a cancelled attempt still gives its slot back and reports to the breaker.
+            await asyncio.shield(self.registry.release_async(service, lease, ok))
+            self._count(service.name, "ok" if ok else "failed")
+
+    @property
+    def async_http(self) -> httpx.AsyncClient:
+        if self._async_http is None:
+            self._async_http = httpx.AsyncClient(
+                limits=httpx.Limits(max_connections=None, max_keepalive_connections=256), trust_env=False
+            )
+        return self._async_http
+
+    def _admitted(self, service: ServiceEndpoint, decision: Lease | Refusal) -> Lease:
+        if isinstance(decision, Lease):
+            return decision
+        self._count(service.name, "refused")
+        if decision.reason.startswith("no healthy"):
+            raise ServiceUnavailable(f"service {service.name}: no healthy instance")
+        raise CircuitOpenError(
+            f"service {service.name}: circuit breaker {decision.state.value} ({decision.reason}); not called",
+            decision.retry_after,
+        )
 
     def _count(self, service: str, outcome: str) -> None:
         if self.stats is not None:
             self.stats.incr(SERVICE_CALLS, (service, outcome))
 
-    def _send(self, service: ServiceEndpoint, lease: Lease, operation: str, ctx: StepContext) -> Any:
+    @staticmethod
+    def _request(
+        service: ServiceEndpoint, lease: Lease, operation: str, ctx: StepContext
+    ) -> tuple[str, dict[str, Any], dict[str, str], float]:
         url = lease.url + service.path(operation)
-        # A little under the attempt's budget, so httpx times out cleanly before the step's alarm.
+        # A little under the attempt's budget, so the client times out cleanly before the attempt does.
         budget = ctx.timeout * 0.95 if ctx.timeout else None
         timeout = max(min(t for t in (service.timeout, budget, 30.0) if t), 0.001)
         headers = {
@@ -127,19 +176,27 @@ class HttpServicePort:
             "traceparent": traceparent(ctx),
         }
         body = {"workflow_id": ctx.workflow_id, "step_id": ctx.step_id, "input": ctx.input, "output": ctx.output}
-        where = f"{service.name}.{operation} on {lease.instance_id}"
-        started = time.perf_counter()
-        try:
-            response = self.http.post(url, json=body, headers=headers, timeout=timeout)
-        except httpx.TimeoutException:
+        return url, body, headers, timeout
+
+    @staticmethod
+    def _transport_error(
+        service: ServiceEndpoint, lease: Lease, ref: ActionRef, timeout: float, exc: httpx.HTTPError
+    ) -> StepError:
+        where = f"{service.name}.{ref.operation} on {lease.instance_id}"
+        if isinstance(exc, httpx.TimeoutException):
             # The request may have been applied: the outcome is unknown, not failed.
-            raise StepTimeout(f"{where}: no response within {timeout:.3f}s")
-        except httpx.TransportError as exc:
-            raise StepError(f"{where}: {type(exc).__name__}: {exc}", error_type="ServiceConnectionError")
-        elapsed_ms = (time.perf_counter() - started) * 1000
+            return StepTimeout(f"{where}: no response within {timeout:.3f}s")
+        return StepError(f"{where}: {type(exc).__name__}: {exc}", error_type="ServiceConnectionError")
+
+    @staticmethod
+    def _result(
+        service: ServiceEndpoint, lease: Lease, ref: ActionRef, response: httpx.Response, started: float
+    ) -> Any:
         status = response.status_code
         if status < 300:
             return _body(response)
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        where = f"{service.name}.{ref.operation} on {lease.instance_id}"
         detail = f"{where}: HTTP {status} after {elapsed_ms:.1f} ms: {_snippet(response)}"
         if status >= 500 or status in RETRYABLE_4XX:
             raise StepError(detail, error_type=f"HTTP{status}")

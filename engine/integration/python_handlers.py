@@ -1,20 +1,22 @@
 """ServiceIntegrationPort over Python handlers named ``module:function``.
 
 A handler takes a :class:`engine.ports.StepContext` and returns a JSON-serialisable value (a dict
-output is merged into the workflow's variables). Raising fails the attempt; raise
+output is merged into the workflow's variables). It may be ``async def`` (awaited on the worker's event
+loop, cancelled when its attempt is stopped) or a plain function (run on a pool thread). Raising fails the attempt; raise
 ``engine.errors.StepError(..., retryable=False)`` to stop retries.
 """
 
 from __future__ import annotations
 
 import importlib
+import inspect
 import threading
 from collections.abc import Callable
 from typing import Any
 
 from engine.domain.policies import ActionRef
 from engine.errors import ConfigurationError
-from engine.ports import CompensationResult, HealthStatus, StepContext, StepResult
+from engine.ports import CompensationResult, HealthStatus, Invocation, StepContext, StepResult
 
 Handler = Callable[[StepContext], Any]
 
@@ -24,6 +26,7 @@ class HandlerResolver:
 
     def __init__(self) -> None:
         self._cache: dict[str, Callable] = {}
+        self._async: dict[str, bool] = {}
         self._lock = threading.Lock()
 
     def resolve(self, ref: str) -> Callable:
@@ -36,6 +39,13 @@ class HandlerResolver:
                 fn = _import(ref)
                 self._cache[ref] = fn
         return fn
+
+    def is_async(self, ref: str) -> bool:
+        """Whether the handler is a coroutine function (``async def``), found once per handler."""
+        found = self._async.get(ref)
+        if found is None:
+            found = self._async[ref] = inspect.iscoroutinefunction(self.resolve(ref))
+        return found
 
     def problem(self, ref: str) -> str | None:
         try:
@@ -72,6 +82,13 @@ class PythonHandlerPort:
 
     def compensate_step(self, endpoint: ActionRef, ctx: StepContext) -> CompensationResult:
         return CompensationResult(self._call(endpoint, ctx))
+
+    def invocation(self, endpoint: ActionRef, ctx: StepContext) -> Invocation:
+        """An ``async def`` handler is awaited on the worker's event loop; a plain one blocks a pool thread."""
+        if endpoint.handler is None:
+            raise ConfigurationError(f"no service endpoint named {endpoint.service!r} is configured")
+        fn = self.resolver.resolve(endpoint.handler)
+        return Invocation(lambda: fn(ctx), blocking=not self.resolver.is_async(endpoint.handler))
 
     def check_health(self, endpoint: ActionRef) -> HealthStatus:
         return HealthStatus.HEALTHY if not self.problems(endpoint) else HealthStatus.UNHEALTHY
