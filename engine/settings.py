@@ -42,9 +42,18 @@ class EngineSettings(BaseSettings):
     claim_batch: int = 16
     """Workflows claimed per round trip."""
 
-    pipeline_depth: int = 2
-    """Commits a worker keeps in flight: while one saga's commit travels to Redis, it runs another
-    saga's step. 1 waits for every reply before doing anything else."""
+    max_in_flight: int = 256
+    """Sagas one worker process runs at once, each with its step attempts in flight; at the limit it
+    stops claiming. Sagas waiting for a service's bulkhead slot do not count."""
+
+    step_threads: int = 64
+    """Threads of a worker that run plain ``def`` handlers (``async def`` handlers and HTTP services run
+    on its event loop)."""
+
+    attempt_grace_seconds: float = 5.0
+    """How long past its timeout a blocking handler, which cannot be stopped, is awaited. Past it the
+    attempt counts as still running: its step is neither retried nor compensated while it may act (the
+    compensation is parked as ``attempt-still-running``) and the saga ends requiring attention."""
 
     tick_seconds: float = 0.25
     """Period of the worker's safety-net ticker (timers and expired leases when no dispatcher lingers)."""
@@ -106,8 +115,8 @@ class EngineSettings(BaseSettings):
     """Utilization the controller aims at: above it the batch shrinks, and releases stop at it."""
 
     waveless_worker_slots: int = 0
-    """Sagas one worker process advances at once (0: ``claim_batch``, what one dispatch claim takes);
-    worker utilization is sagas in flight / (live workers x this)."""
+    """Sagas one worker process runs at once (0: ``max_in_flight``); worker utilization is sagas in
+    flight / (live workers x this)."""
 
     waveless_latency_sla_ms: float = 500.0
     """Step execution p95 above this (over the latency window) shrinks the batch."""

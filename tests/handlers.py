@@ -11,6 +11,12 @@ Forward (``step``):
 - ``fail: "final"``: fail with NonRetryableStepError.
 - ``error_type``: raise the exception class of that name defined here (retryable_errors tests);
   with ``error_times`` only for the first n attempts.
+- ``late_effect``: after the sleep, apply an effect (RPUSH ``<prefix>:late``): one applied after its
+  attempt timed out is visible, with when it happened.
+
+``async_step`` is ``step`` as an ``async def`` handler (it sleeps with ``asyncio.sleep``, so a stopped
+attempt is cancelled mid-sleep, records when in ``<prefix>:cancelled``, and never reaches its late
+effect).
 
 Compensation (``undo``, ``alternative``):
 - ``undo_sleep``: seconds to sleep; with ``undo_sleep_calls`` only in the first n calls.
@@ -27,6 +33,7 @@ idempotency key (a service that deduplicates by key applies the effect once per 
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from dataclasses import dataclass
@@ -122,6 +129,24 @@ def step(ctx: StepContext) -> dict:
         _observe(ctx)
     if plan.get("sleep") and calls <= int(plan.get("sleep_calls", 10**6)):
         time.sleep(float(plan["sleep"]))
+    return _finish(ctx, plan)
+
+
+async def async_step(ctx: StepContext) -> dict:
+    plan = _plan(ctx)
+    calls = _record(ctx, "forward")
+    if plan.get("sleep") and calls <= int(plan.get("sleep_calls", 10**6)):
+        try:
+            await asyncio.sleep(float(plan["sleep"]))
+        except asyncio.CancelledError:
+            _redis().rpush(cancelled_key(_prefix()), f"{ctx.workflow_id}|{ctx.step_id}|{ctx.attempt}|{time.time()}")
+            raise
+    return _finish(ctx, plan)
+
+
+def _finish(ctx: StepContext, plan: dict) -> dict:
+    if plan.get("late_effect"):
+        _redis().rpush(late_key(_prefix()), f"{ctx.workflow_id}|{ctx.step_id}|{ctx.attempt}|{time.time()}")
     if plan.get("fail") == "final":
         raise NonRetryableStepError(f"{ctx.step_id} failed for good")
     if ctx.attempt <= int(plan.get("fail_times", 0)):
@@ -129,6 +154,25 @@ def step(ctx: StepContext) -> dict:
     if plan.get("error_type") and ctx.attempt <= int(plan.get("error_times", 10**6)):
         raise ERRORS[plan["error_type"]](f"{ctx.step_id}: {plan['error_type']} on attempt {ctx.attempt}")
     return {f"{ctx.step_id}_done": ctx.attempt}
+
+
+def late_key(prefix: str) -> str:
+    return f"{prefix}:late"
+
+
+def cancelled_key(prefix: str) -> str:
+    return f"{prefix}:cancelled"
+
+
+def read_late_effects(r: redis.Redis, prefix: str, workflow_id: str, key: str = "late") -> list[tuple[str, int, float]]:
+    """(step, attempt, when) of every late effect a step applied in this workflow (``key="cancelled"``:
+    of every async attempt cancelled mid-sleep)."""
+    out = []
+    for raw in r.lrange(f"{prefix}:{key}", 0, -1):
+        wid, step_id, attempt, at = raw.split("|")
+        if wid == workflow_id:
+            out.append((step_id, int(attempt), float(at)))
+    return out
 
 
 def _observe(ctx: StepContext) -> None:

@@ -43,19 +43,6 @@ class ScriptRunner:
             conn.disconnect()
             setattr(self._local, attr, None)
 
-    def _pipeline_connection(self):
-        # Separate from the one for synchronous calls: replies pending here must never be read
-        # by a call made in between.
-        conn = getattr(self._local, "pconn", None)
-        if conn is None:
-            conn = self.pool.make_connection()
-            self._local.pconn = conn
-        return conn
-
-    def reset_pipeline(self) -> None:
-        """Drop the pipelined connection (after an error left replies unread on it)."""
-        self._drop("pconn")
-
     def run(self, script: Script, keys: Sequence[Any], args: Sequence[Any]) -> Any:
         return self.run_many([(script, keys, args)])[0]
 
@@ -103,36 +90,6 @@ class ScriptRunner:
             return conn.read_response()
         except redis.ResponseError as exc:
             return exc
-
-    # ------------------------------------------------------------------ pipelined
-    def send(self, script: Script, keys: Sequence[Any], args: Sequence[Any]) -> None:
-        """Send one call without waiting; its reply comes, in order, from ``receive()``."""
-        try:
-            self._send(self._pipeline_connection(), [(script, keys, args)])
-        except (redis.ConnectionError, redis.TimeoutError, OSError):
-            self.reset_pipeline()
-            raise
-
-    def receive(self, script: Script) -> Any:
-        """The reply to the oldest call sent and not yet received, which called ``script``. Raises
-        ResendNeeded when the server did not know the script: it is loaded now, nothing of the call
-        ran, and the caller sends it again (after the calls already in flight)."""
-        conn = self._pipeline_connection()
-        try:
-            reply = self._read(conn)
-        except (redis.ConnectionError, redis.TimeoutError, OSError):
-            self.reset_pipeline()
-            raise
-        if isinstance(reply, NoScriptError):
-            sync = self._connection()
-            sync.send_command("SCRIPT", "LOAD", script.script)
-            sync.read_response()
-            raise ResendNeeded()
-        return reply
-
-
-class ResendNeeded(Exception):
-    """The call must be sent again: its script was unknown to the server, so nothing of it ran."""
 
 
 def runner_for(client: redis.Redis) -> ScriptRunner:

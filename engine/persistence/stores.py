@@ -21,6 +21,7 @@ from engine.persistence.metrics_store import MetricsStore
 from engine.persistence.service_registry import ServiceRegistry
 from engine.persistence.stats_store import StatsStore
 from engine.persistence.trigger_store import TriggerStore
+from engine.persistence.wake_listener import WakeListener
 from engine.persistence.waveless_store import WavelessStore
 from engine.persistence.worker_registry import WorkerRegistry
 from engine.persistence.workflow_index import WorkflowIndex
@@ -54,6 +55,11 @@ class Stores:
     def dispatch_queue(self) -> DispatchQueue:
         """RQ's queue of dispatch jobs, on a connection of its own, opened on first use."""
         return DispatchQueue(connect(self.settings, decode=False, url=self.url), self.settings.key_prefix)
+
+    @cached_property
+    def wakes(self) -> WakeListener:
+        """A worker's wait for new work, on a connection of its own (asyncio)."""
+        return WakeListener(self.client, self.keys)
 
     @cached_property
     def triggers(self) -> TriggerStore:

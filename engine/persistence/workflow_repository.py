@@ -195,24 +195,14 @@ class WorkflowRepository:
         reply = await self._aio.evalsha(self._commit, *self._commit_call(request))
         return self._commit_result(request, reply)
 
-    # Pipelined commits: a worker sends one saga's commit and works on another saga while the reply
-    # travels. Replies come back in the order the commits were sent.
-    def prepare_commit(self, request: CommitRequest) -> tuple[list[str], list[Any]]:
-        """Encode a commit (keys and arguments) ahead of sending it."""
-        return self._commit_call(request)
+    def close_async(self) -> None:
+        """Close the asyncio connection (before its event loop ends)."""
+        self._aio.close()
 
-    def send_commit(self, request: CommitRequest, prepared: tuple[list[str], list[Any]] | None = None) -> None:
-        self._fast.send(self._commit, *(prepared or self._commit_call(request)))
-
-    def receive_reply(self) -> Any:
-        """The raw reply to the oldest commit sent; raises ResendNeeded if it must be sent again."""
-        return self._fast.receive(self._commit)
-
-    def commit_result(self, request: CommitRequest, reply: Any) -> CommitResult | EngineError:
-        return self._commit_result(request, reply)
-
-    def reset_pipeline(self) -> None:
-        self._fast.reset_pipeline()
+    def commit_request(self, request: CommitRequest) -> CommitResult | EngineError:
+        """A worker's commit sent alone and blocking (the timed persistence probe); a per-saga outcome
+        (conflict, lost lease) is returned, not raised."""
+        return self._commit_result(request, self._fast.run(self._commit, *self._commit_call(request)))
 
     def _commit_call(self, r: CommitRequest) -> tuple[list[str], list[Any]]:
         k = self.keys

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import queue
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,7 +15,7 @@ from engine.domain.status import ConsistencyLevel, WorkflowStatus
 from engine.errors import StepError
 from engine.persistence.codec import is_json_value
 from engine.ports import StepContext
-from engine.saga.executor import Outcome, Pending
+from engine.saga.attempts import Attempt, Outcome
 
 
 class LeaseBook:
@@ -46,8 +45,8 @@ class SagaExecution:
     old_status: WorkflowStatus
     buffered: list[ev.DomainEvent] = field(default_factory=list)
     snapshot_version: int = 0
-    inflight: dict[str, Pending] = field(default_factory=dict)
-    notify: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)
+    inflight: dict[str, Attempt] = field(default_factory=dict)
+    """Attempts this worker runs right now, by step id."""
 
     def __post_init__(self) -> None:
         self.steps: dict[str, StepDefinition] = {s.id: s for s in self.definition.steps}

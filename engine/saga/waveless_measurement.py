@@ -89,10 +89,8 @@ class LoadMeter:
     def __init__(self, store: WavelessStore, services: ServiceRegistry, stats: StatsStore, settings: EngineSettings):
         self.store = store
         self.services = services
-        self.worker_slots = settings.waveless_worker_slots or settings.claim_batch
-        """Sagas one worker advances at once: a dispatch job claims up to ``claim_batch`` due sagas and
-        runs them interleaved, so beyond that per worker, sagas queue (and a smaller in-flight cap
-        would let one worker's claim take them all while another worker idles)."""
+        self.worker_slots = settings.waveless_worker_slots or settings.max_in_flight
+        """Sagas one worker runs at once (its ``max_in_flight``): beyond that per worker, sagas queue."""
         self._latency = LatencyWindow(stats, settings.waveless_latency_window_seconds)
         self._saga_services: tuple[str, tuple[str, ...]] = ("", ())
 

@@ -1,12 +1,14 @@
-"""Everything a worker process holds: clients, repositories, the saga service, background threads,
-and the dispatch loop that RQ dispatch jobs run.
+"""Everything a worker process holds: the engine, its event loop with the dispatcher and the saga
+coordinator, the step attempt runner and the services' bulkheads, and the background threads
+(heartbeat, ticker, triggers, health checks, the waveless leader).
 
-Dispatch amortises RQ's per-job cost: one RQ job claims due sagas in batches and keeps going while
-work arrives (lingering idle on a wake list), so the hot path is one Lua round trip per step.
+Dispatch amortises RQ's per-job cost: one RQ job claims due sagas and keeps going while work arrives
+(lingering idle on a wake list), running many at once, so the hot path is one Lua round trip per step.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import socket
@@ -14,12 +16,14 @@ import threading
 import time
 import uuid
 
-from engine.saga.executor import StepExecutor
+from engine.saga.attempts import AttemptRunner
+from engine.saga.bulkheads import Bulkheads
 from engine.saga.health import HealthChecker
 from engine.saga.service import LeaseBook, SagaCoordinatorService
 from engine.saga.triggers import TriggerService
 from engine.settings import EngineSettings
 from engine.wiring import Engine
+from engine.worker.dispatcher import Dispatcher
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +47,10 @@ def install_runtime(runtime: Runtime) -> None:
         _current = runtime
 
 
+LIVE_WORKER_MS = 15_000
+"""A worker whose last heartbeat is older than this does not share the services' capacity."""
+
+
 def ms() -> int:
     return int(time.time() * 1000)
 
@@ -60,81 +68,45 @@ class Runtime:
         self.draining = threading.Event()
         """No new work is taken; the step in flight finishes and its saga is handed back."""
         self._threads: list[threading.Thread] = []
+        self.loop = asyncio.new_event_loop()
+        """Every saga, step attempt and commit of this process runs on it, in the dispatch job's thread."""
+        self.attempts = AttemptRunner(settings.step_threads, settings.attempt_grace_seconds)
+        self.bulkheads = Bulkheads(self.stores.services, max_waiting=settings.max_in_flight)
         self.service = SagaCoordinatorService(
             self.stores.workflows,
             self.stores.definitions,
             self.engine.port,
-            executor=StepExecutor(),
+            attempts=self.attempts,
+            bulkheads=self.bulkheads,
             stats=self.engine.stats,
             leases=self.leases,
             request_dispatch=self.request_dispatch,
             fsync=self.stores.durability.fsync(),
             resolve_custom=self.engine.resolver.resolve,
-            stopping=self.draining.is_set,
+            stopping=self._stopping,
             lock_retry_seconds=settings.lock_retry_seconds,
-            pipeline_depth=settings.pipeline_depth,
         )
+        self.dispatcher = Dispatcher(
+            settings,
+            self.dispatch,
+            self.stores.wakes,
+            self.service,
+            self.engine.stats,
+            self.name,
+            self.draining,
+            self.request_dispatch,
+        )
+
+    def _stopping(self) -> bool:
+        return self.draining.is_set() or self.dispatcher.yielding
 
     # ------------------------------------------------------------------ dispatch
     def request_dispatch(self) -> None:
         self.engine.request_dispatch()
 
     def run_dispatch(self) -> int:
-        s = self.settings
-        d = self.dispatch
-        d.clear_queued_flag()  # let the next start or recruit queue another job for another worker
-        me = f"{self.name}:{uuid.uuid4().hex[:6]}"
-        started = time.monotonic()
-        linger_until = started + s.linger_seconds
-        lease_ms = int(s.lease_seconds * 1000)
-        advanced = 0
-        while not self.draining.is_set():
-            now = ms()
-            claim = d.claim(me, now, now + lease_ms, s.claim_batch, now + 1500)
-            if claim.ids:
-                if claim.more and d.request_dispatch_flag():
-                    self.request_dispatch()  # recruit another idle worker
-                advanced += self._advance_batch(claim.ids, now + lease_ms)
-                linger_until = time.monotonic() + s.linger_seconds
-                if time.monotonic() - started > s.slice_seconds:
-                    if d.request_dispatch_flag():
-                        self.request_dispatch()  # continue in a fresh job; RQ gets its loop back
-                    break
-                continue
-            remaining = linger_until - time.monotonic()
-            if remaining <= 0:
-                if d.may_exit(me, ms()):
-                    break
-                linger_until = time.monotonic() + 0.5
-                continue
-            wait = min(remaining, 0.25)  # short, so a warm shutdown is noticed quickly
-            if claim.next_due_ms is not None:
-                wait = min(wait, max((claim.next_due_ms - ms()) / 1000.0, 0.0))
-            if wait > 0.0005:
-                d.wait_for_wake(wait)
-        else:
-            d.may_exit(me, ms())
-        return advanced
-
-    def _advance_batch(self, ids: list[str], lease_until_ms: int) -> int:
-        stored = self.dispatch.acquire(ids, self.name, lease_until_ms)
-        if self.draining.is_set():
-            for sw in stored.values():
-                self.dispatch.release(sw.instance.workflow_id, sw.fence, ms())
-            return 0
-        try:
-            return self.service.advance_many([stored[wid] for wid in ids if wid in stored])
-        except Exception:
-            # An engine-side failure (a Redis error, a bug): hand back what this worker still holds,
-            # to be retried shortly; never spin on it.
-            log.exception("advancing workflows failed; they will be retried")
-            for wid, fence in self.leases.snapshot().items():
-                try:
-                    self.dispatch.release(wid, fence, ms() + 5000)
-                except Exception:
-                    log.exception("could not hand back workflow %s", wid)
-                self.leases.drop(wid)
-            return 0
+        """The RQ dispatch job's body: run the dispatcher on this process's event loop."""
+        return self.loop.run_until_complete(self.dispatcher.run())
 
     # ------------------------------------------------------------------ background
     def start_background(self) -> None:
@@ -172,6 +144,7 @@ class Runtime:
         for wid in lost:
             log.debug("lease of %s is gone", wid)
         self.stores.workers.beat(self.name, ms())
+        self.bulkheads.live_workers = max(1, len(self.stores.workers.alive(ms() - LIVE_WORKER_MS)))
         self.engine.flush_stats()
 
     def _ticker_loop(self) -> None:

@@ -165,8 +165,9 @@ def test_operator_retry_of_a_failed_undo_that_now_succeeds(client, workers):
 
 
 def test_workflow_timeout_compensates_the_completed_steps(client, workers):
-    # b would take 3 s; the workflow has 1 s.
-    define(client, "wf-timeout", [step("a"), step("b", timeout="10s"), step("c")], timeout="1s")
+    # b would take 3 s; the workflow has 1 s. b is an async handler: it is cancelled at the deadline.
+    b = step("b", timeout="10s", action="tests.handlers:async_step")
+    define(client, "wf-timeout", [step("a"), b, step("c")], timeout="1s")
     pool = workers(1)
     wait_ready(client, pool)
 

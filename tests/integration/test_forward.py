@@ -161,7 +161,8 @@ def test_retryable_errors_limit_which_errors_are_retried(client, workers):
 
 
 def test_step_timeout_fails_the_attempt_and_retries(client, workers):
-    define(client, "step-timeout", [step("slow", timeout="300ms")])
+    """An ``async def`` handler is cancelled at its timeout: the attempt ends there and is retried."""
+    define(client, "step-timeout", [step("slow", timeout="300ms", action="tests.handlers:async_step")])
     workers(1)
 
     wid = start(client, "step-timeout", {"plan": {"slow": {"sleep": 2, "sleep_calls": 1}}})

@@ -269,7 +269,7 @@ def wl_depth(client: EngineClient) -> int:
 
 
 def settings_slots(client: EngineClient) -> int:
-    return client.settings.claim_batch  # the default slots; one live worker counted when none heartbeats
+    return client.settings.max_in_flight  # the default slots; one live worker counted when none heartbeats
 
 
 # ---------------------------------------------------------------------------------------------- CLI

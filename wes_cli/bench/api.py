@@ -18,6 +18,7 @@ Everything it stored is deleted at the end (with ``REDIS_URL``) or the server is
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import shutil
@@ -54,7 +55,7 @@ def quantile(samples: list[float], q: float) -> float:
 
 
 def seed_running(client: EngineClient, count: int) -> float:
-    """Store ``count`` RUNNING workflows: a create each, then their WorkflowStarted commits pipelined."""
+    """Store ``count`` RUNNING workflows: a create each, then their WorkflowStarted commits in flight together."""
     definition = client.definitions.get(DEFINITION)
     repo = client.engine.stores.workflows
     plan = step_plan(definition)
@@ -71,17 +72,18 @@ def seed_running(client: EngineClient, count: int) -> float:
             inst.record(ev.WorkflowStarted(wid, now, DEFINITION, wid))
             events = inst.take_pending()
             requests.append(CommitRequest(inst, events, 1, WorkflowStatus.CREATED, int(now * 1000), sched="keep"))
-        if start == 0:  # loads the script on the server: pipelined sends assume it is there
-            first = requests.pop(0)
-            repo.commit(first.inst, first.events, expected_version=1, old_status=WorkflowStatus.CREATED,
-                        now_ms=first.now_ms)  # fmt: skip
-        for req in requests:
-            repo.send_commit(req)
-        for req in requests:
-            result = repo.commit_result(req, repo.receive_reply())
+        for result in asyncio.run(_commit_all(repo, requests)):
             if isinstance(result, Exception):
                 raise result
     return time.perf_counter() - t0
+
+
+async def _commit_all(repo: Any, requests: list[CommitRequest]) -> list[Any]:
+    """The batch's commits in flight together on the asyncio path (a fresh connection per batch)."""
+    try:
+        return list(await asyncio.gather(*(repo.commit_async(r) for r in requests)))
+    finally:
+        repo.close_async()
 
 
 def timed(http: httpx.Client, method: str, url: str, n: int, **kwargs: Any) -> list[float]:
