@@ -67,12 +67,17 @@ def decide(inst: WorkflowInstance, now: float, inflight: Collection[str] = ()) -
     ready: list[str] = []
     next_retry: float | None = None
     completed = 0
+    done = StepStatus.COMPLETED
+    status_of = {s.step_id: s.status for s in inst.steps}
     for s in inst.steps:
         st = s.status
-        if st is StepStatus.COMPLETED:
+        if st is done:
             completed += 1
         elif st is StepStatus.PENDING:
-            if all(inst.step(d).status is StepStatus.COMPLETED for d in s.depends_on):
+            for d in s.depends_on:
+                if status_of[d] is not done:
+                    break
+            else:
                 ready.append(s.step_id)
         elif st is StepStatus.RUNNING:
             if s.step_id not in inflight:

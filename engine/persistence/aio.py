@@ -158,7 +158,9 @@ class AsyncRedis:
     async def evalsha(self, script: Script, keys: Sequence[Any], args: Sequence[Any]) -> Any:
         """Call a registered script by SHA, loading it first if the server does not know it. An error
         reply of the script is returned, not raised (the caller maps it)."""
-        proto = await self._connection()
+        proto = self._proto
+        if proto is None or proto.lost is not None:
+            proto = await self._connection()
         command = ("EVALSHA", script.sha, len(keys), *keys, *args)
         reply = await self._send(proto, command)
         if isinstance(reply, ResponseError) and str(reply).startswith("NOSCRIPT"):

@@ -6,6 +6,7 @@ workflow's stream and the global feed, store the snapshot, move indexes, schedul
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -195,14 +196,17 @@ class WorkflowRepository:
         reply = await self._aio.evalsha(self._commit, *self._commit_call(request))
         return self._commit_result(request, reply)
 
+    def commit_timed(self, request: CommitRequest) -> tuple[CommitResult | EngineError, float]:
+        """A commit sent alone on a blocking connection of the calling thread, and its round trip (the
+        persistence SLA's probe: encoding is done before the clock starts)."""
+        call = self._commit_call(request)
+        started = time.perf_counter()
+        reply = self._fast.run(self._commit, *call)
+        return self._commit_result(request, reply), time.perf_counter() - started
+
     def close_async(self) -> None:
         """Close the asyncio connection (before its event loop ends)."""
         self._aio.close()
-
-    def commit_request(self, request: CommitRequest) -> CommitResult | EngineError:
-        """A worker's commit sent alone and blocking (the timed persistence probe); a per-saga outcome
-        (conflict, lost lease) is returned, not raised."""
-        return self._commit_result(request, self._fast.run(self._commit, *self._commit_call(request)))
 
     def _commit_call(self, r: CommitRequest) -> tuple[list[str], list[Any]]:
         k = self.keys
