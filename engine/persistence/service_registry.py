@@ -8,6 +8,7 @@ and health check results); any configuration change bumps a version that invalid
 
 from __future__ import annotations
 
+import itertools
 import time
 import uuid
 from dataclasses import dataclass
@@ -49,6 +50,17 @@ class ServiceNotFound(NotFound):
         super().__init__(f"no service endpoint named {name!r} is configured")
 
 
+class CallTokens:
+    """Unique call tokens, cheaply: a random prefix per process and a counter (no syscall per call)."""
+
+    def __init__(self) -> None:
+        self._prefix = uuid.uuid4().hex[:16]
+        self._count = itertools.count(1)
+
+    def next(self) -> str:
+        return f"{self._prefix}{next(self._count):x}"
+
+
 @dataclass(frozen=True)
 class Lease:
     """A call admitted by the breaker, counted in flight on ``instance`` until released."""
@@ -85,6 +97,7 @@ class ServiceRegistry:
         self._version: str | None = None
         self._checked = 0.0
         self._health: dict[str, tuple[float, dict[str, dict]]] = {}
+        self._tokens = CallTokens()
 
     # ------------------------------------------------------------------ configuration
     def apply(self, config: Any) -> list[ServiceEndpoint]:
@@ -164,7 +177,7 @@ class ServiceRegistry:
         k = self.keys
         now = _ms()
         candidates = self.healthy_instances(endpoint)
-        token = uuid.uuid4().hex
+        token = self._tokens.next()
         timeout_ms = int((endpoint.timeout or 30.0) * 1000)
         keys = [
             k.breaker(endpoint.name),

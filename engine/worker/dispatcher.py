@@ -26,6 +26,14 @@ from engine.stats import StatsRecorder
 
 log = logging.getLogger(__name__)
 
+LAG_PROBE_S = 0.01
+"""How often the event loop's lag (how late a timer fires) is sampled."""
+SATURATED_LAG_S = 0.02
+"""Past this smoothed lag the loop has more ready work than it gets through: claiming more sagas would
+only queue them inside this worker (and their commits inside Redis), so it claims no more until the
+lag falls; what is due stays in the schedule, where an idle worker takes it."""
+MIN_RUNNING = 4
+"""A saturated worker still keeps this many sagas running."""
 MAX_WAIT_S = 0.25
 """Longest wait between looks at the schedule: a warm shutdown or a due timer is noticed this fast."""
 AVAILABLE_FOR_MS = 1500
@@ -60,13 +68,29 @@ class Dispatcher:
         self.yielding = False
         """The job's slice is over: sagas hand back at their next step (read by the coordinator)."""
         self.active: set[asyncio.Task] = set()
+        self.lag = 0.0
+        """Smoothed lateness of the event loop, seconds: its measure of CPU saturation."""
         self._ended = asyncio.Event()
         self._wake: asyncio.Future | None = None
+        self._lag_timer: asyncio.TimerHandle | None = None
 
     @property
     def running(self) -> int:
         """Sagas counted against ``max_in_flight``: not those parked on a bulkhead."""
         return len(self.active) - self.coordinator.waiting_for_slots
+
+    def room(self) -> int:
+        """Sagas it may claim now: up to ``max_in_flight``, none while the loop is saturated."""
+        running = self.running
+        if self.lag > SATURATED_LAG_S and running >= MIN_RUNNING:
+            return 0
+        return self.settings.max_in_flight - running
+
+    def _sample_lag(self, expected: float) -> None:
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        self.lag = 0.8 * self.lag + 0.2 * max(now - expected, 0.0)
+        self._lag_timer = loop.call_at(now + LAG_PROBE_S, self._sample_lag, now + LAG_PROBE_S)
 
     async def run(self) -> int:
         """Advance due sagas until idle past the linger time or the slice ends; returns sagas taken."""
@@ -79,6 +103,8 @@ class Dispatcher:
         lease_ms = int(s.lease_seconds * 1000)
         self.yielding = False
         taken = 0
+        loop = asyncio.get_running_loop()
+        self._lag_timer = loop.call_at(loop.time() + LAG_PROBE_S, self._sample_lag, loop.time() + LAG_PROBE_S)
         try:
             while not self.draining.is_set():
                 if time.monotonic() - started > s.slice_seconds:
@@ -87,7 +113,7 @@ class Dispatcher:
                         self.request_dispatch()  # continue in a fresh job; RQ gets its loop back
                     break
                 next_due: int | None = None
-                room = s.max_in_flight - self.running
+                room = self.room()
                 if room > 0:
                     now = ms()
                     claim = await d.claim_async(
@@ -113,6 +139,8 @@ class Dispatcher:
                     # At capacity it listens only for a saga to end: a wake token is for a worker with room.
                     await self._wait(wait, listen=room > 0)
         finally:
+            if self._lag_timer is not None:
+                self._lag_timer.cancel()
             self.yielding = True  # whatever ended the job: hand the sagas back at their next step
             if self.active:
                 await asyncio.gather(*self.active, return_exceptions=True)
