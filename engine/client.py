@@ -207,10 +207,14 @@ class EngineClient:
         return self.engine.controls.apply(wid, lambda inst, now: commands.resume(inst, now, by))
 
     def cancel(self, wid: str, *, by: str = "", reason: str = "cancelled") -> dict[str, Any]:
-        return self.engine.controls.apply(wid, lambda inst, now: commands.cancel(inst, now, by, reason))
+        floor = self.settings.compensation_floor
+        return self.engine.controls.apply(wid, lambda inst, now: commands.cancel(inst, now, by, reason, floor))
 
     def retry_compensation(self, wid: str, steps: Iterable[str] | None = None, *, by: str = "") -> dict[str, Any]:
-        return self.engine.controls.apply(wid, lambda inst, now: commands.retry_compensation(inst, now, steps, by))
+        floor = self.settings.compensation_floor
+        return self.engine.controls.apply(
+            wid, lambda inst, now: commands.retry_compensation(inst, now, steps, by, floor)
+        )
 
     # ================================================================== stats
     def _maybe_flush_stats(self) -> None:

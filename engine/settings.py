@@ -50,6 +50,11 @@ class EngineSettings(BaseSettings):
     """Threads of a worker that run plain ``def`` handlers (``async def`` handlers and HTTP services run
     on its event loop)."""
 
+    compensation_floor_seconds: float | None = None
+    """Least time a saga's compensation is given before it counts as overrunning (the seed's budget is
+    twice the forward time). None: 1 s plus one lease, so a worker that dies mid-compensation (another
+    takes over when its lease expires) does not by itself make the saga need attention."""
+
     attempt_grace_seconds: float = 5.0
     """How long past its timeout a blocking handler, which cannot be stopped, is awaited. Past it the
     attempt counts as still running: its step is neither retried nor compensated while it may act (the
@@ -145,6 +150,12 @@ class EngineSettings(BaseSettings):
 
     metrics_port: int = 9464
     """Port of ``/metrics`` (9464: the port registered for OpenTelemetry/Prometheus exporters)."""
+
+    @property
+    def compensation_floor(self) -> float:
+        if self.compensation_floor_seconds is not None:
+            return self.compensation_floor_seconds
+        return 1.0 + self.lease_seconds
 
     @field_validator("key_prefix")
     @classmethod

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable
 from engine.domain import events as ev
 from engine.domain.instance import WorkflowInstance
 from engine.domain.outcomes import begin_compensation
+from engine.domain.policies import MIN_COMPENSATION_BUDGET, compensation_budget
 from engine.domain.status import WorkflowStatus
 from engine.errors import IllegalTransition
 
@@ -32,7 +33,13 @@ def resume(inst: WorkflowInstance, now: float, by: str = "") -> list[ev.DomainEv
     return [ev.WorkflowResumed(inst.workflow_id, now, by)]
 
 
-def cancel(inst: WorkflowInstance, now: float, by: str = "", reason: str = "cancelled") -> list[ev.DomainEvent]:
+def cancel(
+    inst: WorkflowInstance,
+    now: float,
+    by: str = "",
+    reason: str = "cancelled",
+    floor: float = MIN_COMPENSATION_BUDGET,
+) -> list[ev.DomainEvent]:
     """CREATED ends CANCELLED at once; RUNNING or PAUSED compensates what completed (reason ``cancelled``)."""
     if inst.status is WorkflowStatus.CREATED:
         return [ev.WorkflowCancelled(inst.workflow_id, now, by, reason)]
@@ -40,11 +47,15 @@ def cancel(inst: WorkflowInstance, now: float, by: str = "", reason: str = "canc
         raise IllegalTransition(
             inst.status.value, "CANCELLED", "only CREATED, RUNNING or PAUSED workflows can be cancelled"
         )
-    return [ev.WorkflowCancelled(inst.workflow_id, now, by, reason), *begin_compensation(inst, now, reason)]
+    return [ev.WorkflowCancelled(inst.workflow_id, now, by, reason), *begin_compensation(inst, now, reason, floor)]
 
 
 def retry_compensation(
-    inst: WorkflowInstance, now: float, steps: Iterable[str] | None = None, by: str = ""
+    inst: WorkflowInstance,
+    now: float,
+    steps: Iterable[str] | None = None,
+    by: str = "",
+    floor: float = MIN_COMPENSATION_BUDGET,
 ) -> list[ev.DomainEvent]:
     """Run failed or parked compensations again (all of them unless ``steps`` names some)."""
     if inst.status is not WorkflowStatus.COMPENSATED:
@@ -55,4 +66,5 @@ def retry_compensation(
         raise IllegalTransition(
             inst.status.value, "COMPENSATING", f"no failed compensation for {missing or 'any step'}"
         )
-    return [ev.CompensationRetryRequested(inst.workflow_id, now, chosen, by)]
+    deadline = now + compensation_budget(inst.forward_time or 0.0, floor)
+    return [ev.CompensationRetryRequested(inst.workflow_id, now, chosen, by, deadline)]

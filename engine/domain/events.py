@@ -140,6 +140,8 @@ class CompensationStarted(DomainEvent):
     reason: str
     steps_to_compensate: list[str]
     compensation_deadline: float
+    budget_floor: float = 1.0
+    """The least budget granted (it covers a worker dying mid-compensation); kept when the deadline moves."""
 
 
 @event
@@ -198,3 +200,5 @@ class WorkflowCompleted(DomainEvent):
 class CompensationRetryRequested(DomainEvent):
     steps: list[str]
     by: str = ""
+    compensation_deadline: float | None = None
+    """When the retried compensations must be done (None in events from before it was recorded)."""

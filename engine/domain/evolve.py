@@ -174,6 +174,7 @@ def on_compensation_started(inst: WorkflowInstance, e: ev.CompensationStarted) -
     inst.compensation_reason = e.reason
     inst.compensation_started_at = e.at
     inst.compensation_deadline = e.compensation_deadline
+    inst.compensation_floor = e.budget_floor
     inst.forward_time = e.at - (inst.started_at or inst.created_at)
     inst.paused_at = None
 
@@ -280,7 +281,11 @@ def on_retry_requested(inst: WorkflowInstance, e: ev.CompensationRetryRequested)
     inst.finished_at = None
     inst.compensation_reason = "operator retry"
     inst.compensation_started_at = e.at
-    inst.compensation_deadline = e.at + compensation_budget(inst.forward_time or 0.0)
+    inst.compensation_deadline = (
+        e.compensation_deadline
+        if e.compensation_deadline is not None
+        else e.at + compensation_budget(inst.forward_time or 0.0, inst.compensation_floor)
+    )
     inst.compensation_timed_out = False
 
 
@@ -290,7 +295,7 @@ def _rebase_compensation(inst: WorkflowInstance, at: float) -> None:
     if inst.status is WorkflowStatus.COMPENSATING and inst.compensation_started_at is not None:
         inst.forward_time = at - (inst.started_at or inst.created_at)
         inst.compensation_started_at = at
-        inst.compensation_deadline = at + compensation_budget(inst.forward_time)
+        inst.compensation_deadline = at + compensation_budget(inst.forward_time, inst.compensation_floor)
 
 
 def _push(inst: WorkflowInstance, step: StepExecution) -> None:

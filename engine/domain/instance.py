@@ -13,6 +13,7 @@ from typing import Any
 
 from engine.domain import events as ev
 from engine.domain.evolve import ALLOWED_AFTER_END, APPLY
+from engine.domain.policies import MIN_COMPENSATION_BUDGET
 from engine.domain.status import ConsistencyLevel, SagaPhase, StepStatus, WorkflowStatus, is_terminal
 from engine.domain.steps import SagaState, StepExecution, WorkflowContext
 from engine.errors import IllegalTransition
@@ -41,6 +42,8 @@ class WorkflowInstance:
         self.paused_at: float | None = None
         self.compensation_started_at: float | None = None
         self.compensation_deadline: float | None = None
+        self.compensation_floor: float = MIN_COMPENSATION_BUDGET
+        """The least compensation budget granted, kept when the deadline moves."""
         self.forward_time: float | None = None
         # retry state and metrics
         self.total_retries: int = 0
@@ -176,6 +179,7 @@ class WorkflowInstance:
                 "paused_at": self.paused_at,
                 "compensation_started_at": self.compensation_started_at,
                 "compensation_deadline": self.compensation_deadline,
+                "compensation_floor": self.compensation_floor,
             },
             "retry_state": {"total_retries": self.total_retries, "compensation_retries": self.compensation_retries},
             "metrics": self.metrics(),
@@ -227,6 +231,7 @@ class WorkflowInstance:
         inst.paused_at = tc["paused_at"]
         inst.compensation_started_at = tc["compensation_started_at"]
         inst.compensation_deadline = tc["compensation_deadline"]
+        inst.compensation_floor = tc.get("compensation_floor", MIN_COMPENSATION_BUDGET)
         inst.total_retries = data["retry_state"]["total_retries"]
         inst.compensation_retries = data["retry_state"]["compensation_retries"]
         inst.reason = data["reason"]

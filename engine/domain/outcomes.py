@@ -18,7 +18,13 @@ from typing import Any
 from engine.domain import events as ev
 from engine.domain.definition import StepDefinition
 from engine.domain.instance import WorkflowInstance
-from engine.domain.policies import ActionRef, CompensationAction, CustomBackoff, compensation_budget
+from engine.domain.policies import (
+    MIN_COMPENSATION_BUDGET,
+    ActionRef,
+    CompensationAction,
+    CustomBackoff,
+    compensation_budget,
+)
 from engine.domain.status import CompensationType, StepStatus, WorkflowStatus
 
 TIMEOUT_ERROR = "StepTimeout"
@@ -188,12 +194,16 @@ def complete(inst: WorkflowInstance, now: float) -> list[ev.DomainEvent]:
     return [ev.WorkflowCompleted(inst.workflow_id, now, now, result=result, metrics=inst.metrics())]
 
 
-def fail(inst: WorkflowInstance, step_id: str | None, reason: str, now: float) -> list[ev.DomainEvent]:
+def fail(
+    inst: WorkflowInstance, step_id: str | None, reason: str, now: float, floor: float = MIN_COMPENSATION_BUDGET
+) -> list[ev.DomainEvent]:
     """A step failed for good (or can never run): the saga fails and compensates."""
-    return [ev.WorkflowFailed(inst.workflow_id, now, step_id, reason), _compensation_started(inst, now, reason)]
+    return [ev.WorkflowFailed(inst.workflow_id, now, step_id, reason), _compensation_started(inst, now, reason, floor)]
 
 
-def time_out(inst: WorkflowInstance, abandoned: Mapping[str, bool], now: float) -> list[ev.DomainEvent]:
+def time_out(
+    inst: WorkflowInstance, abandoned: Mapping[str, bool], now: float, floor: float = MIN_COMPENSATION_BUDGET
+) -> list[ev.DomainEvent]:
     """The workflow deadline passed: the attempts that were in flight have been stopped (``abandoned``:
     step id -> still running, for a blocking one that would not end within its grace). Each is given up
     as uncertain, then the saga times out and compensates."""
@@ -208,23 +218,25 @@ def time_out(inst: WorkflowInstance, abandoned: Mapping[str, bool], now: float) 
     out.append(ev.WorkflowTimeout(inst.workflow_id, now, last, now - inst.created_at))
     # Built against the state after those events: the given-up steps join the stack as uncertain.
     preview = _preview(inst, out)
-    out.append(_compensation_started(preview, now, "timeout"))
+    out.append(_compensation_started(preview, now, "timeout", floor))
     return out
 
 
 # ---------------------------------------------------------------------------------------------- backward
-def begin_compensation(inst: WorkflowInstance, now: float, reason: str) -> list[ev.DomainEvent]:
+def begin_compensation(
+    inst: WorkflowInstance, now: float, reason: str, floor: float = MIN_COMPENSATION_BUDGET
+) -> list[ev.DomainEvent]:
     """A FAILED or TIMEOUT saga (or one recovered in that state) starts compensating."""
-    return [_compensation_started(inst, now, reason)]
+    return [_compensation_started(inst, now, reason, floor)]
 
 
-def _compensation_started(inst: WorkflowInstance, now: float, reason: str) -> ev.CompensationStarted:
-    """The stack to undo (LIFO, uncertain attempts included) and the budget: 2x the forward time."""
+def _compensation_started(inst: WorkflowInstance, now: float, reason: str, floor: float) -> ev.CompensationStarted:
+    """The stack to undo (LIFO, uncertain attempts included) and the budget: 2x the forward time, and at
+    least ``floor`` (which the engine sets to cover a recovery: see ``EngineSettings.compensation_floor``)."""
     forward_time = now - (inst.started_at or inst.created_at)
     stack = inst.stack_when_compensating()
-    return ev.CompensationStarted(
-        inst.workflow_id, now, reason, list(reversed(stack)), now + compensation_budget(forward_time)
-    )
+    deadline = now + compensation_budget(forward_time, floor)
+    return ev.CompensationStarted(inst.workflow_id, now, reason, list(reversed(stack)), deadline, floor)
 
 
 def compensation_timeout(inst: WorkflowInstance, now: float) -> list[ev.DomainEvent]:

@@ -18,11 +18,13 @@ DEFAULT_STEP_TIMEOUT = 30.0
 COMPENSATION_BUDGET_FACTOR = 2.0
 """Business rule 3: compensation must complete within 2x the forward time."""
 MIN_COMPENSATION_BUDGET = 1.0
-"""Floor of that budget, so a saga failing in its first milliseconds is not flagged for any undo."""
+"""Floor of that budget, so a saga failing in its first milliseconds is not flagged for any undo. The
+engine raises it to cover a recovery (``EngineSettings.compensation_floor``)."""
 
 
-def compensation_budget(forward_time: float) -> float:
-    return max(COMPENSATION_BUDGET_FACTOR * max(forward_time, 0.0), MIN_COMPENSATION_BUDGET)
+def compensation_budget(forward_time: float, floor: float = MIN_COMPENSATION_BUDGET) -> float:
+    """Business rule 3: twice the forward time, and never less than ``floor``."""
+    return max(COMPENSATION_BUDGET_FACTOR * max(forward_time, 0.0), floor)
 
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")

@@ -19,7 +19,7 @@ from typing import Any
 
 from engine.domain import events as ev
 from engine.domain import outcomes
-from engine.domain.policies import ActionRef, CustomBackoff, RetryPolicy
+from engine.domain.policies import MIN_COMPENSATION_BUDGET, ActionRef, CustomBackoff, RetryPolicy
 from engine.domain.saga import Action, Decision, decide
 from engine.domain.services import ServiceEndpoint
 from engine.domain.status import BackoffStrategy, StepStatus
@@ -62,6 +62,7 @@ class SagaCoordinatorService:
         rng: random.Random | None = None,
         stopping: Callable[[], bool] = lambda: False,
         lock_retry_seconds: float = 0.2,
+        compensation_floor: float = MIN_COMPENSATION_BUDGET,
     ):
         self.repo = repo
         self.definitions = definitions
@@ -74,6 +75,7 @@ class SagaCoordinatorService:
         self.clock = clock
         self.rng = rng or random.Random()
         self.stopping = stopping
+        self.compensation_floor = compensation_floor
         self.commits = SagaCommits(repo, self.stats, request_dispatch, fsync, clock, lock_retry_seconds)
         self.waiting_for_slots = 0
         """Sagas parked on a service's bulkhead: they do not count against the worker's in-flight limit."""
@@ -159,6 +161,13 @@ class SagaCoordinatorService:
         self.stats.observe("step_overhead", time.perf_counter() - t_decide, (ex.inst.workflow_type,))
         for sid, slot in zip(d.steps, slots or [None] * len(d.steps), strict=True):
             self._launch(ex, sid, slot)
+        if len(ex.inflight) == 1:
+            # A lone step (the common sequential case): wait for it here, as deciding again would say.
+            # Its timeout is capped at the deadline, so this wait ends by then (or its grace).
+            ((sid, attempt),) = ex.inflight.items()
+            outcome = await attempt.ended
+            del ex.inflight[sid]
+            self._record_forward(ex, sid, outcome)
         return False
 
     async def _recover(self, ex: SagaExecution, d: Decision, now: float, t_decide: float) -> bool:
@@ -207,7 +216,8 @@ class SagaCoordinatorService:
         return False
 
     async def _fail(self, ex: SagaExecution, d: Decision, now: float, t_decide: float) -> bool:
-        ex.record_all(outcomes.fail(ex.inst, d.steps[0] if d.steps else None, d.reason, now))
+        step = d.steps[0] if d.steps else None
+        ex.record_all(outcomes.fail(ex.inst, step, d.reason, now, self.compensation_floor))
         self.stats.incr("compensations_started", (ex.inst.workflow_type,))
         return False
 
@@ -225,7 +235,7 @@ class SagaCoordinatorService:
             for a, o in zip(running, stopped, strict=True)
             if ex.inst.step(a.key).status is StepStatus.RUNNING
         }
-        ex.record_all(outcomes.time_out(ex.inst, abandoned, self.clock()))
+        ex.record_all(outcomes.time_out(ex.inst, abandoned, self.clock(), self.compensation_floor))
         self.stats.incr("workflows_timed_out", (ex.inst.workflow_type,))
         self.stats.incr("compensations_started", (ex.inst.workflow_type,))
         return False
@@ -256,7 +266,7 @@ class SagaCoordinatorService:
 
     # ================================================================== backward
     async def _begin_compensation(self, ex: SagaExecution, d: Decision, now: float, t_decide: float) -> bool:
-        ex.record_all(outcomes.begin_compensation(ex.inst, now, d.reason))
+        ex.record_all(outcomes.begin_compensation(ex.inst, now, d.reason, self.compensation_floor))
         self.stats.incr("compensations_started", (ex.inst.workflow_type,))
         return False
 
@@ -290,7 +300,7 @@ class SagaCoordinatorService:
         attempt = self.attempts.start(sid, self._invocation(plan.call, ctx), plan.timeout)
         if slots:
             attempt.on_end(lambda: self.bulkheads.give_back(slots[0]))  # type: ignore[union-attr]
-        outcome = await attempt.task
+        outcome = await attempt.ended
         self.stats.observe("compensation_execution", outcome.elapsed, (wtype, sid))
         assert sd.compensation is not None
         result = attempt_result(outcome, record_output=False)

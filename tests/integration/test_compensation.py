@@ -203,11 +203,13 @@ def test_workflow_timeout_compensates_the_completed_steps(client, workers):
 
 
 def test_compensation_past_its_deadline_is_flagged(client, workers):
-    # Forward takes milliseconds, so the budget is the 1 s floor; the undo takes 1.5 s.
+    # Forward takes milliseconds, so the budget is the floor (1 s plus one lease); the undo takes longer.
+    floor = client.settings.compensation_floor
+    assert floor == 1.0 + client.settings.lease_seconds
     define(client, "slow-undo", [step("a"), step("b")])
     workers(1)
 
-    wid = start(client, "slow-undo", {"plan": {"a": {"undo_sleep": 1.5}, "b": {"fail": "final"}}})
+    wid = start(client, "slow-undo", {"plan": {"a": {"undo_sleep": floor + 0.5}, "b": {"fail": "final"}}})
     snap = client.wait(wid, 20)
 
     assert snap["status"] == "COMPENSATED"
@@ -215,9 +217,9 @@ def test_compensation_past_its_deadline_is_flagged(client, workers):
     assert snap["compensation_timed_out"] is True
     evts = events(client, wid)
     started = one(evts, "CompensationStarted")
-    assert started["compensation_deadline"] - started["at"] == 1.0
+    assert started["compensation_deadline"] - started["at"] == floor
     flagged = one(evts, "CompensationTimeout")
-    assert flagged["budget"] == 1.0
+    assert flagged["budget"] == floor
     assert flagged["at"] > started["compensation_deadline"]
     assert one(evts, "WorkflowCompensated")["requires_attention"] is True
     assert wid in [i["workflow_id"] for i in client.list(requires_attention=True).items]

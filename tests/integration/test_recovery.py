@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from tests.integration.support import (
     calls,
     define,
@@ -102,3 +104,27 @@ def test_compensation_interrupted_by_a_crash_is_finished_by_another_worker(clien
     assert [e["step_id"] for e in of_type(events(client, wid), "StepCompensated")] == ["b", "a"]
     assert [c.step_id for c in calls(client, wid)] == ["a", "b", "c"]
     assert client.validate_consistency(wid).consistent
+
+
+def test_a_worker_dying_mid_compensation_of_a_quick_saga_does_not_make_it_need_attention(client, workers):
+    """The compensation budget is 2x the forward time but at least 1 s plus one lease (the time another
+    worker needs to take over), so a crash alone does not flag a saga whose forward phase was quick."""
+    define(client, "quick-crash-undo", [step("a"), step("b"), step("c")], consistency="EXACTLY_ONCE")
+    pool = workers(2)
+    wait_ready(client, pool)
+    plan = {"b": {"undo_sleep": 3, "undo_sleep_calls": 1}, "c": {"fail": "final"}}
+    wid = start(client, "quick-crash-undo", {"plan": plan})
+    wait_for(lambda: calls(client, wid, phase="compensation", step_id="b"), 10, "the undo of b to start")
+    kill_owner(client, pool, wid)
+
+    snap = client.wait(wid, 15)
+
+    assert snap["status"] == "COMPENSATED"
+    times = snap["time_constraints"]
+    forward = times["compensation_started_at"] - times["started_at"]
+    assert forward < 0.5, "the forward phase was meant to be quick"
+    budget = times["compensation_deadline"] - times["compensation_started_at"]
+    assert budget == pytest.approx(1.0 + client.settings.lease_seconds)
+    assert "CompensationTimeout" not in [e["type"] for e in events(client, wid)]
+    assert snap["requires_attention"] is False
+    assert [c.step_id for c in calls(client, wid, phase="compensation")] == ["b", "b", "a"]

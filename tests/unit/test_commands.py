@@ -100,6 +100,17 @@ def test_pause_and_resume_say_who() -> None:
     assert commands.resume(saga.inst, saga.now, by="carol")[0].by == "carol"
 
 
+def test_cancel_and_an_operators_retry_grant_the_floor() -> None:
+    saga = running()
+    started = commands.cancel(saga.inst, saga.now, floor=60.0)[1]
+    assert started.compensation_deadline == saga.now + 60.0
+    done = compensated()
+    (retry,) = commands.retry_compensation(done.inst, done.now, floor=60.0)
+    assert retry.compensation_deadline == done.now + 60.0
+    done.record(retry)
+    assert done.inst.compensation_deadline == done.now + 60.0
+
+
 def test_retry_compensation_defaults_to_every_failed_one_and_refuses_unknown_steps() -> None:
     saga = compensated()
     assert commands.retry_compensation(saga.inst, saga.now)[0].steps == ["a"]

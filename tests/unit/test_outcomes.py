@@ -196,6 +196,19 @@ def test_the_compensation_budget_has_a_floor() -> None:
     assert started.compensation_deadline == saga.inst.started_at + 1.0
 
 
+def test_a_floor_covering_a_recovery_is_granted_and_kept_when_the_deadline_moves() -> None:
+    """A cancel mid-step rebases the deadline once the step ends: the floor still holds then."""
+    saga = SagaBuilder(("a", "b")).start().run_step("a").start_step("b").cancel()
+    (started,) = outcomes.begin_compensation(saga.inst, saga.now, "cancelled", floor=60.0)
+    assert (started.budget_floor, started.compensation_deadline) == (60.0, saga.now + 60.0)
+    saga.record(started)
+    saga.finish_step("b")  # the forward step in flight ends: compensation really starts now
+    assert saga.inst.compensation_deadline == pytest.approx(saga.now + 60.0)
+    replayed = type(saga.inst).replay(saga.events)
+    assert replayed.compensation_deadline == saga.inst.compensation_deadline
+    assert type(saga.inst).from_dict(saga.inst.to_dict()).compensation_floor == 60.0
+
+
 def test_timing_out_gives_up_the_steps_in_flight_and_compensates_them_too() -> None:
     saga = SagaBuilder(fan_out_plan()).start().run_step("a").start_step("b").start_step("c").finish_step("c")
     events = outcomes.time_out(saga.inst, {"b": False}, saga.now)

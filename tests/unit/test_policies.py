@@ -199,6 +199,11 @@ def test_compensation_budget_is_twice_the_forward_time_with_a_floor(forward, bud
     assert compensation_budget(forward) == budget
 
 
+@pytest.mark.parametrize(("forward", "floor", "budget"), [(0.2, 6.0, 6.0), (10.0, 6.0, 20.0), (2.9, 6.0, 6.0)])
+def test_the_engine_raises_the_floor_to_cover_a_recovery(forward, floor, budget) -> None:
+    assert compensation_budget(forward, floor) == budget
+
+
 # ---------------------------------------------------------------------------------------------- bugs
 @pytest.mark.parametrize(("backoff", "retry_number"), [(B.EXPONENTIAL, 1100), (B.FIBONACCI, 1600)])
 def test_large_retry_numbers_are_capped_not_overflowing(backoff, retry_number) -> None:
