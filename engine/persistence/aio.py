@@ -62,6 +62,7 @@ class Address:
 class _Resp(asyncio.Protocol):
     def __init__(self) -> None:
         self.reader = hiredis.Reader(encoding="utf-8", errors="strict", replyError=ResponseError)
+        self.loop = asyncio.get_running_loop()
         self.waiting: deque[asyncio.Future] = deque()
         self.transport: asyncio.Transport | None = None
         self.lost: BaseException | None = None
@@ -102,7 +103,12 @@ class AsyncRedis:
     async def _connection(self) -> _Resp:
         proto = self._proto
         if proto is not None and proto.lost is None:
-            return proto
+            if proto.loop is asyncio.get_running_loop():
+                return proto
+            # Opened on another event loop (a tool that runs asyncio.run more than once): start afresh.
+            self.close()
+            self._connecting = None
+            self._flush_scheduled = False
         if self._connecting is None:
             self._connecting = asyncio.ensure_future(self._open())
         try:
@@ -159,7 +165,7 @@ class AsyncRedis:
         """Call a registered script by SHA, loading it first if the server does not know it. An error
         reply of the script is returned, not raised (the caller maps it)."""
         proto = self._proto
-        if proto is None or proto.lost is not None:
+        if proto is None or proto.lost is not None or proto.loop is not asyncio.get_running_loop():
             proto = await self._connection()
         command = ("EVALSHA", script.sha, len(keys), *keys, *args)
         reply = await self._send(proto, command)
@@ -177,9 +183,9 @@ class AsyncRedis:
         return list(replies)
 
     def close(self) -> None:
-        if self._proto is not None and self._proto.transport is not None:
-            self._proto.transport.close()
-        self._proto = None
+        proto, self._proto = self._proto, None
+        if proto is not None and proto.transport is not None and not proto.loop.is_closed():
+            proto.transport.close()
 
 
 def async_redis_for(client: redis.Redis) -> AsyncRedis:

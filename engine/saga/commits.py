@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 
 PROBE_EVERY = 16
 """One commit in this many is sent alone and timed, at most one every ``PROBE_GAP_S``."""
-PROBE_GAP_S = 0.02
+PROBE_GAP_S = 0.05
 """Each probe holds the event loop for one round trip: a few dozen a second measure enough."""
 SNAPSHOT_EVERY = 16
 """Most events a reader replays on top of the stored snapshot."""

@@ -78,6 +78,7 @@ class Runtime:
         self.draining = threading.Event()
         """No new work is taken; the step in flight finishes and its saga is handed back."""
         self._threads: list[threading.Thread] = []
+        self._next_renew = 0.0
         self.loop = new_event_loop()
         """Every saga, step attempt and commit of this process runs on it, in the dispatch job's thread."""
         self.attempts = AttemptRunner(settings.step_threads, settings.attempt_grace_seconds)
@@ -151,9 +152,13 @@ class Runtime:
                 log.exception("heartbeat failed")
 
     def beat(self) -> None:
-        lost = self.dispatch.renew(self.leases.snapshot(), ms() + int(self.settings.lease_seconds * 1000))
-        for wid in lost:
-            log.debug("lease of %s is gone", wid)
+        lease_s = self.settings.lease_seconds
+        if time.monotonic() >= self._next_renew:
+            # A third of the lease apart: two renewals may be missed before another worker takes over.
+            self._next_renew = time.monotonic() + lease_s / 3.0
+            lost = self.dispatch.renew(self.leases.snapshot(), ms() + int(lease_s * 1000))
+            for wid in lost:
+                log.debug("lease of %s is gone", wid)
         self.stores.workers.beat(self.name, ms())
         self.bulkheads.live_workers = max(1, len(self.stores.workers.alive(ms() - LIVE_WORKER_MS)))
         self.engine.flush_stats()
