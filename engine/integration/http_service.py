@@ -21,13 +21,13 @@ import random
 import time
 from typing import Any
 
-import aiohttp
 import httpx
 import orjson
 
 from engine.domain.policies import ActionRef
 from engine.domain.services import HealthStatus, ServiceEndpoint
 from engine.errors import NonRetryableStepError, StepError, StepTimeout
+from engine.integration.http_client import HttpClient, HttpError
 from engine.metrics import SERVICE_CALLS
 from engine.persistence.service_registry import Lease, Refusal, ServiceNotFound, ServiceRegistry
 from engine.ports import CompensationResult, StepContext, StepResult
@@ -63,7 +63,7 @@ class HttpServicePort:
             limits=httpx.Limits(max_connections=200, max_keepalive_connections=50), trust_env=False
         )
         self._pid = os.getpid()
-        self._session: aiohttp.ClientSession | None = None
+        self._async_http: HttpClient | None = None
 
     # ------------------------------------------------------------------ ServiceIntegrationPort
     def execute_step(self, endpoint: ActionRef, ctx: StepContext) -> StepResult:
@@ -129,13 +129,12 @@ class HttpServicePort:
             url, body, headers, timeout = self._request(service, lease, ref.operation or "", ctx)
             started = time.perf_counter()
             try:
-                async with self.session.post(
-                    url, data=orjson.dumps(body), headers=headers, timeout=aiohttp.ClientTimeout(total=timeout)
-                ) as response:
-                    status, content = response.status, await response.read()
+                async with asyncio.timeout(timeout):
+                    response = await self.async_http.post(url, orjson.dumps(body), headers)
+                status, content = response.status, response.body
             except TimeoutError:
                 raise self._timed_out(service, lease, ref, timeout)
-            except aiohttp.ClientError as exc:
+            except HttpError as exc:
                 raise self._unreachable(service, lease, ref, exc)
             result = self._result(service, lease, ref, status, content, started)
             ok = True
@@ -144,20 +143,16 @@ class HttpServicePort:
             ok = True
             raise
         finally:
-            # Shielded: a cancelled attempt still gives its slot back and reports to the breaker.
-            await asyncio.shield(self.registry.release_async(service, lease, ok))
+            # Sent, not awaited: even a cancelled attempt reports its outcome and frees its slot.
+            self.registry.release_soon(service, lease, ok)
             self._count(service.name, "ok" if ok else "failed")
 
     @property
-    def session(self) -> aiohttp.ClientSession:
-        """The worker's HTTP client, made on its event loop at first use: aiohttp parses HTTP in C and
-        keeps a keep-alive pool per instance (host and port), taken in constant time per request."""
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=0, limit_per_host=0, keepalive_timeout=30.0),
-                trust_env=False,
-            )
-        return self._session
+    def async_http(self) -> HttpClient:
+        """The worker's HTTP client (keep-alive connections per instance, made on its event loop)."""
+        if self._async_http is None:
+            self._async_http = HttpClient()
+        return self._async_http
 
     def _admitted(self, service: ServiceEndpoint, decision: Lease | Refusal) -> Lease:
         if isinstance(decision, Lease):

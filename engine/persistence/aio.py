@@ -174,6 +174,39 @@ class AsyncRedis:
             reply = await self._send(await self._connection(), command)
         return reply
 
+    def evalsha_soon(self, script: Script, keys: Sequence[Any], args: Sequence[Any]) -> asyncio.Future:
+        """Send a script call without waiting for its reply (the caller adds a callback if it cares).
+        On a fresh or lost connection, or when the server did not know the script, it goes through
+        ``evalsha`` as a task instead."""
+        proto = self._proto
+        if proto is None or proto.lost is not None or proto.loop is not asyncio.get_running_loop():
+            return asyncio.ensure_future(self.evalsha(script, keys, args))
+        outer = proto.loop.create_future()
+        sent = self._send(proto, ("EVALSHA", script.sha, len(keys), *keys, *args))
+
+        def done(fut: asyncio.Future) -> None:
+            if fut.cancelled():
+                outer.cancel()
+            elif fut.exception() is not None:
+                outer.set_exception(fut.exception())  # type: ignore[arg-type]
+            elif isinstance(fut.result(), ResponseError) and str(fut.result()).startswith("NOSCRIPT"):
+                retry = asyncio.ensure_future(self.evalsha(script, keys, args))
+                retry.add_done_callback(
+                    lambda r: outer.set_exception(r.exception()) if r.exception() else outer.set_result(r.result())
+                )
+            else:
+                outer.set_result(fut.result())
+
+        sent.add_done_callback(done)
+        return outer
+
+    async def evalsha_checked(self, script: Script, keys: Sequence[Any], args: Sequence[Any]) -> Any:
+        """``evalsha`` with an error reply raised (the hot path's single calls: no task per call)."""
+        reply = await self.evalsha(script, keys, args)
+        if isinstance(reply, ResponseError):
+            raise reply
+        return reply
+
     async def evalsha_many(self, calls: Sequence[tuple[Script, Sequence[Any], Sequence[Any]]]) -> list[Any]:
         """Several script calls sent together; their replies (errors raised) in order."""
         replies = await asyncio.gather(*(self.evalsha(s, k, a) for s, k, a in calls))

@@ -65,7 +65,7 @@ class Dispatch:
         self, dispatcher: str, now_ms: int, lease_until_ms: int, limit: int, idle_until_ms: int
     ) -> Claim:
         call = self._claim_call(dispatcher, now_ms, lease_until_ms, limit, idle_until_ms)
-        return self._claim_result((await self._aio.evalsha_many([call]))[0])
+        return self._claim_result(await self._aio.evalsha_checked(*call))
 
     def _claim_call(
         self, dispatcher: str, now_ms: int, lease_until_ms: int, limit: int, idle_until_ms: int

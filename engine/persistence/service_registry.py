@@ -8,7 +8,9 @@ and health check results); any configuration change bumps a version that invalid
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+import logging
 import time
 import uuid
 from dataclasses import dataclass
@@ -37,6 +39,8 @@ from engine.persistence.keys import Keys
 from engine.persistence.stats_store import StatsStore
 from engine.settings import EngineSettings
 from engine.stats import Series
+
+log = logging.getLogger(__name__)
 
 CACHE_S = 1.0
 STICKY_TTL_S = 3600
@@ -169,7 +173,7 @@ class ServiceRegistry:
         self, endpoint: ServiceEndpoint, correlation_id: str | None = None
     ) -> Lease | Refusal:
         call, token = self._begin_call(endpoint, correlation_id)
-        return self._begin_result(endpoint, token, (await self._aio.evalsha_many([call]))[0])
+        return self._begin_result(endpoint, token, await self._aio.evalsha_checked(*call))
 
     def _begin_call(
         self, endpoint: ServiceEndpoint, correlation_id: str | None
@@ -212,9 +216,20 @@ class ServiceRegistry:
         """Record the call's outcome: it leaves the in-flight count and enters the breaker's window."""
         return self._released(endpoint, self._fast.run(*self._end_call(endpoint, lease, ok)))
 
-    async def release_async(self, endpoint: ServiceEndpoint, lease: Lease, ok: bool) -> tuple[CircuitState, str]:
-        reply = (await self._aio.evalsha_many([self._end_call(endpoint, lease, ok)]))[0]
-        return self._released(endpoint, reply)
+    def release_soon(self, endpoint: ServiceEndpoint, lease: Lease, ok: bool) -> None:
+        """``release`` on the worker's event loop, without waiting: the call's slot and outcome reach
+        Redis with the next write, and nothing waits for the reply (a trip is counted when it comes)."""
+        reply = self._aio.evalsha_soon(*self._end_call(endpoint, lease, ok))
+        reply.add_done_callback(lambda fut: self._release_done(endpoint, fut))
+
+    def _release_done(self, endpoint: ServiceEndpoint, fut: asyncio.Future) -> None:
+        if fut.cancelled():
+            return
+        error = fut.exception()
+        if error is not None:
+            log.warning("service %s: recording a call's outcome failed: %s", endpoint.name, error)
+            return
+        self._released(endpoint, fut.result())
 
     def _end_call(self, endpoint: ServiceEndpoint, lease: Lease, ok: bool) -> tuple[Script, list[str], list[Any]]:
         k = self.keys

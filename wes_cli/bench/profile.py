@@ -34,7 +34,9 @@ ATTACH_WAIT_S = 1.0
 """How long a py-spy gets to attach before the run starts (one that cannot exits at once)."""
 STOP_GRACE_S = 15.0
 BUCKETS = ("http_client", "breaker_lb", "engine")
-HTTP_CLIENT_PACKAGES = ("httpx", "httpcore", "h11", "h2", "hpack", "anyio", "sniffio", "certifi")
+HTTP_CLIENT_PACKAGES = ("httpx", "httpcore", "h11", "h2", "hpack", "anyio", "sniffio", "certifi", "httptools")
+HTTP_CLIENT_ENGINE = "engine/integration/http_client"
+"""The worker's own HTTP/1.1 client (keep-alive connections, httptools parsing)."""
 HTTP_CLIENT_STDLIB = re.compile(r"/python3\.\d+/(ssl|socket)\.py$")
 """The standard library's ssl and socket modules (not redis-py's ``_parsers/socket.py``)."""
 BREAKER_LB = (
@@ -48,8 +50,8 @@ each call in the breaker, the registry's admission/choice/outcome round trips, t
 the pure load-balancing rules. Any other engine module whose name says ``breaker`` or ``bulkhead`` too."""
 METHOD = (
     f"py-spy record --nonblocking at {RATE_HZ} Hz on every worker over the measured window (idle threads "
-    "excluded); each CPU sample goes to the innermost frame that is HTTP client (httpx, httpcore, h11, h2, "
-    "anyio, sniffio, certifi, ssl, socket) or breaker/load balancer (engine/integration/http_service*, "
+    "excluded); each CPU sample goes to the innermost frame that is HTTP client (engine/integration/http_client, "
+    "httptools, httpx, httpcore, h11, h2, anyio, sniffio, certifi, ssl, socket) or breaker/load balancer (engine/integration/http_service*, "
     "engine/persistence/service_registry*, breaker scripts, engine/domain/services.py, any engine module "
     "named *breaker* or *bulkhead*), else to engine (library frames such as redis-py and asyncio go with "
     "their caller); worker_cpu_us_per_step is split in proportion to the samples"
@@ -68,7 +70,11 @@ def bucket_of(files: Sequence[str]) -> str:
     """The bucket of one sampled stack, given its frames' files from the outermost to the innermost."""
     for path in reversed(files):
         path = path.replace("\\", "/")
-        if any(f"/{pkg}/" in path for pkg in HTTP_CLIENT_PACKAGES) or HTTP_CLIENT_STDLIB.search(path):
+        if (
+            any(f"/{pkg}/" in path for pkg in HTTP_CLIENT_PACKAGES)
+            or HTTP_CLIENT_STDLIB.search(path)
+            or HTTP_CLIENT_ENGINE in path
+        ):
             return "http_client"
         if any(f"/{p}" in path or path.startswith(p) for p in BREAKER_LB) or _ENGINE_BREAKER.search(path):
             return "breaker_lb"
